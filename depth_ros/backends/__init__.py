@@ -1,0 +1,120 @@
+"""Inference backends behind one small protocol, chosen from a registry by name.
+
+A backend runs the model's first input -> first output on numpy arrays; everything around it
+(preprocessing, metric conversion, point clouds) is shared pipeline code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded; the message says how to fix it."""
+
+
+class BackendUnavailable(ModelLoadError):
+    """The backend's runtime is not installed or not usable on this machine."""
+
+
+class InferenceBackend(Protocol):
+    """What the pipeline needs from a runtime."""
+
+    name: str  # registry name, e.g. "onnxruntime"
+    device: str  # where it runs, e.g. "cpu", "cuda"
+    # Static (height, width) of the first input, or None when it accepts any size.
+    fixed_input_size: tuple[int, int] | None
+
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata (ONNX metadata_props); holds the contract."""
+        ...
+
+    def infer(self, tensor: "object") -> "object":
+        """Run the first input -> first output (float32 NCHW in, the raw output out)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    num_threads: int = 0  # 0 = the runtime's default (all cores)
+    device: str = "auto"  # auto | cpu | cuda
+
+
+BackendFactory = Callable[[Path, BackendOptions], InferenceBackend]
+BackendProbe = Callable[[], str | None]  # None when usable, else the reason it is not
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    factory: BackendFactory
+    probe: BackendProbe
+    priority: int  # higher is preferred by backend "auto"
+
+
+BACKENDS: dict[str, BackendEntry] = {}
+
+
+def register_backend(name: str, factory: BackendFactory, probe: BackendProbe, priority: int) -> None:
+    BACKENDS[name] = BackendEntry(factory, probe, priority)
+
+
+def backend_names() -> tuple[str, ...]:
+    return ("auto", *sorted(BACKENDS))
+
+
+def create_backend(model_path: str | Path, name: str = "auto", options: BackendOptions | None = None) -> InferenceBackend:
+    """Load ``model_path`` with backend ``name`` ("auto": the preferred usable one)."""
+    options = options or BackendOptions()
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelLoadError(
+            f"model file {path} does not exist. Set the 'model' parameter to an .onnx file "
+            "(absolute, relative to the working directory, or a file name in the package's models/ folder)"
+        )
+    if name == "auto":
+        usable = sorted(
+            ((entry.priority, n) for n, entry in BACKENDS.items() if entry.probe() is None), reverse=True
+        )
+        if not usable:
+            reasons = "; ".join(f"{n}: {BACKENDS[n].probe()}" for n in sorted(BACKENDS))
+            raise BackendUnavailable(f"no inference backend is usable here ({reasons})")
+        name = usable[0][1]
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}")
+    reason = entry.probe()
+    if reason is not None:
+        raise BackendUnavailable(f"backend {name!r} is not usable here: {reason}")
+    return entry.factory(path, options)
+
+
+def _register_builtin() -> None:
+    from depth_ros.backends import onnxruntime_backend
+
+    onnxruntime_backend.register()
+    register_backend(
+        "tensorrt",
+        _not_in_this_release("tensorrt"),
+        lambda: "the TensorRT backend is not part of this release yet; use backend 'onnxruntime' "
+        "(its CUDA provider is used when onnxruntime-gpu is installed)",
+        priority=-1,
+    )
+    register_backend(
+        "torch",
+        _not_in_this_release("torch"),
+        lambda: "the torch backend is not part of this release yet; use backend 'onnxruntime'",
+        priority=-1,
+    )
+
+
+def _not_in_this_release(name: str) -> BackendFactory:
+    def factory(path: Path, options: BackendOptions) -> InferenceBackend:
+        raise BackendUnavailable(f"backend {name!r} is not part of this release yet")
+
+    return factory
+
+
+_register_builtin()

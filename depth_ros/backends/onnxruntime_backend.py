@@ -1,0 +1,65 @@
+"""ONNX Runtime backend: CPU everywhere, the CUDA provider where onnxruntime-gpu finds a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from depth_ros.backends import BackendOptions, ModelLoadError, register_backend
+
+
+def _probe() -> str | None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - onnxruntime is a hard dependency
+        return f"onnxruntime is not installed ({exc}); pip install onnxruntime"
+    return None
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, options: BackendOptions) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        use_cuda = options.device in ("auto", "cuda") and "CUDAExecutionProvider" in available
+        if options.device == "cuda" and not use_cuda:
+            raise ModelLoadError(
+                "device 'cuda' was requested but onnxruntime has no CUDA provider here "
+                f"(providers: {', '.join(available)}); install onnxruntime-gpu or use device 'cpu'"
+            )
+        providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
+        session_options = ort.SessionOptions()
+        if options.num_threads > 0:
+            session_options.intra_op_num_threads = options.num_threads
+        session_options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise
+        try:
+            self._session = ort.InferenceSession(str(path), session_options, providers=providers)
+        except Exception as exc:  # ORT raises several unrelated exception types for bad files
+            raise ModelLoadError(
+                f"onnxruntime could not load {path}: {exc}. Is it a valid .onnx file? "
+                "Re-export it, or check the 'model' parameter"
+            ) from exc
+        self.device = "cuda" if "CUDAExecutionProvider" in self._session.get_providers() else "cpu"
+        first = self._session.get_inputs()[0]
+        self._input_name = first.name
+        self._output_name = self._session.get_outputs()[0].name
+        if first.type != "tensor(float)":
+            raise ModelLoadError(f"model {path}: first input {first.name!r} is {first.type}, expected float32")
+        shape = first.shape
+        if len(shape) != 4:
+            raise ModelLoadError(f"model {path}: first input {first.name!r} has shape {shape}, expected NCHW")
+        height, width = shape[2], shape[3]
+        self.fixed_input_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output_name], {self._input_name: tensor})[0]
+
+
+def register() -> None:
+    register_backend("onnxruntime", OnnxRuntimeBackend, _probe, priority=10)

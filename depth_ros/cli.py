@@ -1,0 +1,98 @@
+"""The `depth-ros` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from depth_ros.backends import create_backend
+    from depth_ros.contract import read_contract_from_onnx_metadata
+    from depth_ros.models import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    backend = create_backend(path, args.backend)
+    contract = read_contract_from_onnx_metadata(backend.metadata(), str(path))
+    print(f"model:    {path}")
+    print(f"backend:  {backend.name} ({backend.device}); input size: "
+          f"{'dynamic' if backend.fixed_input_size is None else 'x'.join(map(str, backend.fixed_input_size[::-1]))}")
+    print("contract: " + json.dumps(json.loads(contract.to_json()), indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_contract(args: argparse.Namespace) -> int:
+    import onnx
+
+    from depth_ros.contract import METADATA_KEY, ModelContract
+    from depth_ros.graph_models import set_contract
+
+    model = onnx.load(args.model)
+    if args.set is None:
+        current = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY)
+        print(current if current is not None else f"{args.model} has no depth_ros contract")
+        return 0 if current is not None else 1
+    contract = ModelContract.from_json(Path(args.set).read_text())
+    set_contract(model, contract)
+    onnx.save(model, args.output or args.model)
+    print(f"wrote the contract into {args.output or args.model}")
+    return 0
+
+
+def _cmd_build_default_model(args: argparse.Namespace) -> int:
+    from depth_ros.graph_models import build_room_prior
+
+    print(f"wrote {build_room_prior(args.out)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from depth_ros.demo import print_summary, run_demo
+
+    out = Path(args.out)
+    result = run_demo(out, loops=args.loops, rate_hz=args.rate, model=args.model)
+    print_summary(result, out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="depth-ros", description="depth_ros tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="show a model's contract and how it loads")
+    p.add_argument("model", help="an .onnx path, a file in the package's models/, or 'default'")
+    p.add_argument("--backend", default="auto")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("contract", help="show or set the depth_ros contract embedded in an ONNX model")
+    p.add_argument("model")
+    p.add_argument("--set", metavar="JSON_FILE", help="embed this contract (validated first)")
+    p.add_argument("--output", help="write to this file instead of changing MODEL in place")
+    p.set_defaults(func=_cmd_contract)
+
+    p = sub.add_parser("build-default-model", help="(re)build the embedded default model")
+    p.add_argument("--out", default="models/room_prior.onnx")
+    p.set_defaults(func=_cmd_build_default_model)
+
+    p = sub.add_parser("demo", help="play the bundled D435 sample into a live depth_node and record it")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--loops", type=int, default=10, help="times the sample frame is played")
+    p.add_argument("--rate", type=float, default=5.0, help="frames per second")
+    p.add_argument("--model", default=None, help="model parameter for the node (default: config/depth.yaml's)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError, TimeoutError) as exc:
+        print(f"depth-ros {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

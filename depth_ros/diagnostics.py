@@ -1,0 +1,134 @@
+"""Pipeline statistics for /diagnostics: rates, frame counters by reason, per-stage latency.
+
+Pure Python (thread-safe); the node turns `snapshot()` into diagnostic_msgs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque(maxlen=1000)
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+
+    def rate(self, now: float) -> float:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        span = max(now - self._times[0], 1e-9)
+        return (len(self._times) - 1) / span
+
+
+class PipelineStats:
+    """Counters and latencies the node updates from its callback and worker threads."""
+
+    def __init__(self, latency_window: int = 200) -> None:
+        self._lock = threading.Lock()
+        self._latency_window = latency_window
+        self.received = 0
+        self.published = 0
+        self.dropped: Counter[str] = Counter()  # frames never processed (superseded by a newer one)
+        self.skipped: Counter[str] = Counter()  # frames rejected or failed, by reason
+        self.input_rate = RateMeter()
+        self.output_rate = RateMeter()
+        self._stages: dict[str, deque[float]] = {}
+        self.last_problem = ""
+        self.last_problem_time = 0.0
+
+    def frame_received(self) -> None:
+        with self._lock:
+            self.received += 1
+            self.input_rate.tick(time.monotonic())
+
+    def frame_dropped(self, reason: str) -> None:
+        with self._lock:
+            self.dropped[reason] += 1
+
+    def frame_skipped(self, reason: str, problem: str) -> None:
+        with self._lock:
+            self.skipped[reason] += 1
+            self.last_problem = problem
+            self.last_problem_time = time.monotonic()
+
+    def frame_published(self, timings: dict[str, float]) -> None:
+        with self._lock:
+            self.published += 1
+            self.output_rate.tick(time.monotonic())
+            for stage, seconds in timings.items():
+                window = self._stages.get(stage)
+                if window is None:
+                    window = self._stages[stage] = deque(maxlen=self._latency_window)
+                window.append(seconds)
+
+    def latency_ms(self, stage: str) -> tuple[float, float] | None:
+        """(p50, p95) in milliseconds over the recent window, or None."""
+        with self._lock:
+            values = list(self._stages.get(stage, ()))
+        if not values:
+            return None
+        p50, p95 = np.percentile(values, [50.0, 95.0])
+        return float(p50) * 1e3, float(p95) * 1e3
+
+    def snapshot(self) -> list[tuple[str, str]]:
+        """Key/value pairs for a DiagnosticStatus."""
+        now = time.monotonic()
+        with self._lock:
+            pairs = [
+                ("input_rate_hz", f"{self.input_rate.rate(now):.2f}"),
+                ("output_rate_hz", f"{self.output_rate.rate(now):.2f}"),
+                ("frames_received", str(self.received)),
+                ("frames_published", str(self.published)),
+                ("frames_dropped", str(sum(self.dropped.values()))),
+                ("frames_skipped", str(sum(self.skipped.values()))),
+            ]
+            pairs += [(f"dropped_{reason}", str(n)) for reason, n in sorted(self.dropped.items())]
+            pairs += [(f"skipped_{reason}", str(n)) for reason, n in sorted(self.skipped.items())]
+            stages = list(self._stages)
+        for stage in stages:
+            latency = self.latency_ms(stage)
+            if latency is not None:
+                pairs.append((f"latency_{stage}_p50_ms", f"{latency[0]:.2f}"))
+                pairs.append((f"latency_{stage}_p95_ms", f"{latency[1]:.2f}"))
+        if self.last_problem:
+            pairs.append(("last_problem", self.last_problem))
+        return pairs
+
+    def recent_problem(self, within_s: float) -> str | None:
+        with self._lock:
+            if self.last_problem and time.monotonic() - self.last_problem_time < within_s:
+                return self.last_problem
+        return None
+
+
+class Throttle:
+    """Allows one message per key per period and counts the ones it held back."""
+
+    def __init__(self, period_s: float = 5.0) -> None:
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(whether to log now, how many were held back since the last log)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.period_s:
+                self._held[key] += 1
+                return False, 0
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+            return True, held

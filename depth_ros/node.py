@@ -1,0 +1,340 @@
+"""depth_node: camera image + CameraInfo -> metric depth, its CameraInfo, a PointCloud2 and a colour view.
+
+Wiring only: parameters, subscriptions, publishers, diagnostics. The work is done by the pure
+pipeline (`depth_ros.pipeline`, `codecs`, `camera`, `pointcloud`, `colorize`).
+
+Threading: subscription callbacks only store the newest image (the newest frame wins; a frame
+replaced before the worker took it is counted as dropped); one worker thread runs inference and
+publishes, so the executor never blocks on the model and never works through stale frames.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
+
+from depth_ros import codecs
+from depth_ros.backends import BackendOptions, ModelLoadError
+from depth_ros.camera import CameraInfoError, CameraModel
+from depth_ros.colorize import colorize_depth
+from depth_ros.contract import ContractError
+from depth_ros.diagnostics import PipelineStats, Throttle
+from depth_ros.models import resolve_model_path
+from depth_ros.parameters import PARAMETERS, SPECS, ParamSpec, pipeline_settings, validate
+from depth_ros.pipeline import DepthEstimator
+from depth_ros.pointcloud import cloud_colours, depth_to_points
+
+MAX_CAMERA_SIZES = 4  # CameraInfo kept per image size (a driver switching modes, several streams)
+
+
+class ConfigurationError(RuntimeError):
+    """Bad configuration: the node cannot start; the message says how to fix it."""
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only)
+    if spec.choices is not None:
+        descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.range is not None and isinstance(spec.default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=spec.range[0], to_value=spec.range[1])]
+        descriptor.dynamic_typing = True  # accept integers written in YAML (max_depth: 20); validated below
+    elif spec.range is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
+    return descriptor
+
+
+def _coerce(spec: ParamSpec, value: Any) -> Any:
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+class DepthNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("depth_node", **kwargs)
+        self._throttle = Throttle(5.0)
+        self.stats = PipelineStats()
+        self._values = self._declare_parameters()
+        reason = validate(self._values)
+        if reason is not None:
+            raise ConfigurationError(f"{reason}. Fix it in the params file or with -p NAME:=VALUE")
+        self._settings_lock = threading.Lock()
+        self._estimator = self._load_model()
+        self._estimator.settings = pipeline_settings(self._values)
+
+        reliability = (ReliabilityPolicy.RELIABLE if self._values["qos_reliability"] == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._values["qos_depth"],
+                         reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+        self._pub_depth = self.create_publisher(Image, "depth", qos)
+        self._pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos)
+        self._pub_points = self.create_publisher(PointCloud2, "points", qos)
+        self._pub_colored = self.create_publisher(Image, "depth/colored", qos)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        self._cameras: dict[tuple[int, int], CameraModel] = {}
+        self._camera_error = ""  # why the newest CameraInfo was rejected, if it was
+        self._camera_lock = threading.Lock()
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        if self._values["image_transport"] == "compressed":
+            # image_transport convention: <base image topic>/compressed, after remapping the base.
+            topic = self.resolve_topic_name("image") + "/compressed"
+            self.create_subscription(CompressedImage, topic, self._on_image, qos)
+        else:
+            topic = self.resolve_topic_name("image")
+            self.create_subscription(Image, "image", self._on_image, qos)
+
+        self._pending: tuple[Any, float] | None = None
+        self._pending_cv = threading.Condition()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
+        self._worker.start()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
+        contract = self._estimator.contract
+        self.get_logger().info(
+            f"model '{contract.name}' ({self._model_path}, output {contract.output_kind}, input "
+            f"{contract.input.width}x{contract.input.height} {contract.input.resize}) on "
+            f"{self._estimator.backend.name}/{self._estimator.backend.device}; subscribed to {topic} "
+            f"({self._values['image_transport']}, {self._values['qos_reliability']})"
+        )
+
+    # ----------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for spec in PARAMETERS:
+            try:
+                param = self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except Exception as exc:  # rclpy raises per-type exceptions for bad overrides
+                raise ConfigurationError(f"parameter '{spec.name}': {exc}") from exc
+            values[spec.name] = _coerce(spec, param.value)
+        return values
+
+    def _load_model(self) -> DepthEstimator:
+        self._model_path = resolve_model_path(self._values["model"])
+        options = BackendOptions(num_threads=self._values["num_threads"], device=self._values["device"])
+        try:
+            return DepthEstimator.from_path(self._model_path, self._values["backend"], options)
+        except (ModelLoadError, ContractError) as exc:
+            raise ConfigurationError(str(exc)) from exc
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        proposed = dict(self._values)
+        for param in params:
+            spec = SPECS.get(param.name)
+            if spec is None:
+                continue
+            proposed[param.name] = _coerce(spec, param.value)
+        reason = validate(proposed)
+        if reason is not None:
+            return SetParametersResult(successful=False, reason=reason)
+        with self._settings_lock:
+            rectified_changed = proposed["input_rectified"] != self._values["input_rectified"]
+            self._values = proposed
+            self._estimator.settings = pipeline_settings(proposed)
+        if rectified_changed:
+            with self._camera_lock:
+                self._cameras.clear()  # re-derive from the next CameraInfo
+        return SetParametersResult(successful=True)
+
+    # ----------------------------------------------------------------- inputs
+    def _problem(self, reason: str, message: str, level: str = "error") -> None:
+        """Count a skipped frame and log it, throttled per reason."""
+        self.stats.frame_skipped(reason, message)
+        allowed, held = self._throttle.allow(reason)
+        if allowed:
+            suffix = f" ({held} more like this since the last report)" if held else ""
+            log = self.get_logger().warning if level == "warn" else self.get_logger().error
+            log(message + suffix)
+
+    def _rectified_setting(self) -> bool | None:
+        return {"auto": None, "true": True, "false": False}[self._values["input_rectified"]]
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            camera = CameraModel.from_camera_info(msg, rectified=self._rectified_setting())
+        except CameraInfoError as exc:
+            allowed, held = self._throttle.allow("bad_camera_info")
+            if allowed:
+                self.get_logger().error(f"rejected CameraInfo on {self._sub_name('camera_info')}: {exc}")
+            with self._camera_lock:
+                # The newest CameraInfo is the truth; never fall back to an older one.
+                self._cameras.clear()
+                self._camera_error = str(exc)
+            return
+        with self._camera_lock:
+            self._camera_error = ""
+            self._cameras.pop(camera.size, None)
+            self._cameras[camera.size] = camera
+            while len(self._cameras) > MAX_CAMERA_SIZES:
+                self._cameras.pop(next(iter(self._cameras)))
+
+    def _sub_name(self, name: str) -> str:
+        return self.resolve_topic_name(name)
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        self.stats.frame_received()
+        with self._pending_cv:
+            if self._pending is not None:
+                self.stats.frame_dropped("superseded")
+            self._pending = (msg, time.perf_counter())
+            self._pending_cv.notify()
+
+    # ----------------------------------------------------------------- work
+    def _work(self) -> None:
+        while True:
+            with self._pending_cv:
+                while self._pending is None and self._running:
+                    self._pending_cv.wait(0.5)
+                if not self._running:
+                    return
+                assert self._pending is not None
+                msg, received = self._pending
+                self._pending = None
+            try:
+                self._process(msg, received)
+            except Exception as exc:  # never let one bad frame stop the node
+                self._problem("processing_error", f"frame failed: {type(exc).__name__}: {exc}")
+
+    def _wanted(self) -> tuple[bool, bool, bool, bool]:
+        return (self._pub_depth.get_subscription_count() > 0,
+                self._pub_info.get_subscription_count() > 0,
+                self._pub_points.get_subscription_count() > 0,
+                self._pub_colored.get_subscription_count() > 0)
+
+    def _process(self, msg: Image | CompressedImage, received: float) -> None:
+        want_depth, want_info, want_points, want_colored = self._wanted()
+        if not (want_depth or want_info or want_points or want_colored):
+            self.stats.frame_dropped("no_subscribers")
+            return
+        t0 = time.perf_counter()
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = codecs.compressed_to_rgb(msg)
+            else:
+                rgb = codecs.image_to_rgb(msg)
+        except codecs.ImageDecodeError as exc:
+            self._problem("bad_image", f"rejected image: {exc}")
+            return
+        size = (rgb.shape[1], rgb.shape[0])
+        with self._camera_lock:
+            camera = self._cameras.get(size)
+            known = list(self._cameras)
+            camera_error = self._camera_error
+        if camera is None:
+            if camera_error:
+                self._problem("bad_camera_info", f"skipping image: the latest CameraInfo on "
+                              f"{self._sub_name('camera_info')} was rejected ({camera_error})")
+            elif not known:
+                self._problem("no_camera_info", f"no valid CameraInfo received on {self._sub_name('camera_info')} "
+                              "yet; skipping images until one arrives", level="warn")
+            else:
+                sizes = ", ".join(f"{w}x{h}" for w, h in known)
+                self._problem("camera_info_size_mismatch", f"image is {size[0]}x{size[1]} but the CameraInfo on "
+                              f"{self._sub_name('camera_info')} describes {sizes}; skipping", level="warn")
+            return
+        t1 = time.perf_counter()
+        with self._settings_lock:
+            values = self._values
+            frame = self._estimator.estimate(rgb, camera)
+        timings = {"decode": t1 - t0, **frame.timings}
+        header = msg.header
+
+        t2 = time.perf_counter()
+        if want_depth:
+            out = Image(header=header)
+            data, _ = codecs.depth_to_image_data(frame.depth, values["depth_encoding"])
+            codecs.fill_image_msg(out, data, values["depth_encoding"])
+            self._pub_depth.publish(out)
+        info = CameraInfo(header=header, **_camera_info_kwargs(frame.camera))
+        self._pub_info.publish(info)
+        if want_colored:
+            coloured = colorize_depth(frame.depth, values["colormap"], values["colored_min_depth"],
+                                      values["colored_max_depth"])
+            out = Image(header=header)
+            codecs.fill_image_msg(out, coloured, "bgr8")
+            self._pub_colored.publish(out)
+        t3 = time.perf_counter()
+        if want_points:
+            stride = values["cloud_stride"]
+            points = depth_to_points(frame.depth, frame.camera, stride)
+            colours = cloud_colours(rgb, frame.depth.shape, stride) if values["cloud_color"] else None
+            cloud = PointCloud2(header=header)
+            codecs.fill_cloud_msg(cloud, points, colours, point_field_cls=PointField)
+            self._pub_points.publish(cloud)
+        t4 = time.perf_counter()
+        timings["publish_depth"] = t3 - t2
+        timings["cloud"] = t4 - t3
+        timings["total"] = t4 - received
+        self.stats.frame_published(timings)
+
+    # ----------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        contract = self._estimator.contract
+        status = DiagnosticStatus(name=f"{self.get_name()}: depth pipeline", hardware_id=contract.name)
+        problem = self.stats.recent_problem(within_s=max(5.0, 2 * self._values["diagnostics_period"]))
+        if problem is not None:
+            status.level, status.message = DiagnosticStatus.WARN, problem
+        elif self.stats.received == 0:
+            status.level, status.message = DiagnosticStatus.OK, "waiting for images"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "ok"
+        pairs = [
+            ("model", contract.name), ("model_path", str(self._model_path)),
+            ("output_kind", contract.output_kind), ("backend", self._estimator.backend.name),
+            ("device", self._estimator.backend.device),
+            ("network_input", f"{contract.input.width}x{contract.input.height} {contract.input.resize}"),
+            *self.stats.snapshot(),
+        ]
+        status.values = [KeyValue(key=k, value=v) for k, v in pairs]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._pub_diag.publish(array)
+
+    def stop(self) -> None:
+        with self._pending_cv:
+            self._running = False
+            self._pending_cv.notify()
+        self._worker.join(timeout=5.0)
+
+
+def _camera_info_kwargs(camera: CameraModel) -> dict[str, Any]:
+    fields = camera.camera_info_fields()
+    roi = fields.pop("roi")
+    fields["roi"] = RegionOfInterest(**roi)
+    return fields
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node: DepthNode | None = None
+    try:
+        node = DepthNode()
+        rclpy.spin(node)
+    except ConfigurationError as exc:
+        print(f"depth_node: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
