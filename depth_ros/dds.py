@@ -28,7 +28,8 @@ def localhost_profile() -> Path:
     marker = "<receiveBufferSize>4194304</receiveBufferSize>"
     if marker not in text:
         raise ValueError(f"{PROFILE} changed: cannot find {marker}")
-    text = text.replace(marker, marker + "\n        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>")
+    allow = "\n        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>"
+    text = text.replace(marker, marker + allow)
     handle, name = tempfile.mkstemp(prefix="depth_ros_fastdds_", suffix=".xml")
     with os.fdopen(handle, "w") as out:
         out.write(text)

@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 import rclpy
+from rclpy.executors import ExternalShutdownException
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
@@ -282,7 +282,7 @@ class DepthNode(Node):
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         contract = self._estimator.contract
-        status = DiagnosticStatus(name=f"{self.get_name()}: depth pipeline", hardware_id=contract.name)
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: depth pipeline", hardware_id=contract.name)
         problem = self.stats.recent_problem(within_s=max(5.0, 2 * self._values["diagnostics_period"]))
         if problem is not None:
             status.level, status.message = DiagnosticStatus.WARN, problem
@@ -325,7 +325,7 @@ def main(args: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"depth_node: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:

@@ -45,7 +45,9 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
 class DepthEstimator:
     """Runs one model: owns its backend and contract, converts each frame to metres."""
 
-    def __init__(self, backend: InferenceBackend, contract: ModelContract, settings: PipelineSettings | None = None) -> None:
+    def __init__(
+        self, backend: InferenceBackend, contract: ModelContract, settings: PipelineSettings | None = None
+    ) -> None:
         self.backend = backend
         self.contract = contract
         self.settings = settings or PipelineSettings()
@@ -90,7 +92,9 @@ class DepthEstimator:
     def estimate(self, rgb: np.ndarray, camera: CameraModel) -> DepthFrame:
         """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale."""
         if (rgb.shape[1], rgb.shape[0]) != camera.size:
-            raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera model is {camera.width}x{camera.height}")
+            raise ValueError(
+                f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera model is {camera.width}x{camera.height}"
+            )
         raw, geometry, timings = self.predict(rgb)
         t0 = time.perf_counter()
         width, height = output_size(camera.width, camera.height, self.settings.output_scale)

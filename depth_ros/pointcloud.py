@@ -15,7 +15,9 @@ def depth_to_points(depth: np.ndarray, camera: CameraModel, stride: int = 1) -> 
     CameraInfo; NaN depth gives a NaN point, as depth_image_proc does.
     """
     if depth.shape != (camera.height, camera.width):
-        raise ValueError(f"depth is {depth.shape[1]}x{depth.shape[0]} but the camera model is {camera.width}x{camera.height}")
+        raise ValueError(
+            f"depth is {depth.shape[1]}x{depth.shape[0]} but the camera model is {camera.width}x{camera.height}"
+        )
     rays_x, rays_y = camera.pixel_rays(stride)
     z = depth[::stride, ::stride]
     points = np.empty((*z.shape, 3), dtype=np.float32)

@@ -65,7 +65,9 @@ def backend_names() -> tuple[str, ...]:
     return ("auto", *sorted(BACKENDS))
 
 
-def create_backend(model_path: str | Path, name: str = "auto", options: BackendOptions | None = None) -> InferenceBackend:
+def create_backend(
+    model_path: str | Path, name: str = "auto", options: BackendOptions | None = None
+) -> InferenceBackend:
     """Load ``model_path`` with backend ``name`` ("auto": the preferred usable one)."""
     options = options or BackendOptions()
     path = Path(model_path)
