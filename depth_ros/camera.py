@@ -399,15 +399,26 @@ class CameraModel:
     # ------------------------------------------------------------------ export / identity
 
     def camera_info_fields(self) -> dict[str, Any]:
-        """CameraInfo fields (minus header) for an image of exactly this model's size."""
+        """CameraInfo fields (minus header) for an image of exactly this model's size.
+
+        Normalised for consumers such as depth_image_proc: an all-zero P (some drivers) is filled
+        with [K | 0], and an unknown distortion model name with all-zero coefficients becomes
+        plumb_bob with zeros, which is what it means.
+        """
+        p = self.p
+        if not p.any():
+            p = np.hstack([self.k, np.zeros((3, 1))])
+        model, d = self.distortion_model, [float(x) for x in self.d]
+        if model not in DISTORTION_MODELS_SUPPORTED and not any(d):
+            model, d = "plumb_bob", [0.0] * 5
         return {
             "width": self.width,
             "height": self.height,
-            "distortion_model": self.distortion_model,
-            "d": [float(x) for x in self.d],
+            "distortion_model": model,
+            "d": d,
             "k": [float(x) for x in self.k.ravel()],
             "r": [float(x) for x in self.r.ravel()],
-            "p": [float(x) for x in self.p.ravel()],
+            "p": [float(x) for x in p.ravel()],
             # Binning and ROI are already folded into size, K and P.
             "binning_x": 0,
             "binning_y": 0,

@@ -470,14 +470,30 @@ def test_camera_info_error_is_value_error() -> None:
 )
 def test_camera_info_fields_round_trip(info: CameraInfo) -> None:
     model = CameraModel.from_camera_info(info)
-    rebuilt = info_from_fields(model.camera_info_fields())
-    again = CameraModel.from_camera_info(rebuilt)
-    assert again == model
-    assert hash(again) == hash(model)
-    assert again.cache_key() == model.cache_key()
+    again = CameraModel.from_camera_info(info_from_fields(model.camera_info_fields()))
+    assert_same_geometry(again, model)
+    # Exporting is idempotent: a second round trip gives an identical model.
+    assert CameraModel.from_camera_info(info_from_fields(again.camera_info_fields())) == again
     # The scaled model exports consistently too.
     small = model.scaled_to(model.width // 2, model.height // 2)
-    assert CameraModel.from_camera_info(info_from_fields(small.camera_info_fields())) == small
+    assert_same_geometry(CameraModel.from_camera_info(info_from_fields(small.camera_info_fields())), small)
+
+
+def assert_same_geometry(a: CameraModel, b: CameraModel) -> None:
+    """Same pixels -> same rays (the exported P/distortion name may be normalised)."""
+    assert a.size == b.size and a.rectified == b.rectified
+    assert (a.fx, a.fy, a.cx, a.cy) == (b.fx, b.fy, b.cx, b.cy)
+    np.testing.assert_array_equal(a.pixel_rays(7)[0], b.pixel_rays(7)[0])
+    np.testing.assert_array_equal(a.pixel_rays(7)[1], b.pixel_rays(7)[1])
+
+
+def test_camera_info_fields_normalise_driver_quirks() -> None:
+    """D435 quirks: P all zeros -> [K | 0]; 'Brown Conrady' with zeros -> plumb_bob with zeros."""
+    fields = CameraModel.from_camera_info(make_info()).camera_info_fields()
+    k = fields["k"]
+    assert fields["p"] == [k[0], k[1], k[2], 0.0, k[3], k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert fields["distortion_model"] == "plumb_bob"
+    assert fields["d"] == [0.0] * 5
 
 
 def test_camera_info_fields_content() -> None:
@@ -487,7 +503,8 @@ def test_camera_info_fields_content() -> None:
     assert fields["k"] == list(TUM_K)
     assert fields["d"] == list(TUM_D)
     assert fields["r"] == list(IDENTITY)
-    assert fields["p"] == list(ZERO_P)
+    # An all-zero P is exported as [K | 0] (depth_image_proc projects with P).
+    assert fields["p"] == [*TUM_K[0:3], 0.0, *TUM_K[3:6], 0.0, 0.0, 0.0, 1.0, 0.0]
     assert fields["distortion_model"] == "plumb_bob"
     assert all(type(x) is float for x in fields["k"] + fields["p"] + fields["d"] + fields["r"])
 

@@ -1,0 +1,55 @@
+"""Shared fixtures: one rclpy context per test session, DDS kept on this machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ros_harness import DOMAIN_ID, Client, NodeProcess, start_node  # noqa: E402
+
+from depth_ros.dds import local_ros_env  # noqa: E402
+
+# Every process of the suite (this one and the nodes it starts) keeps DDS on localhost.
+os.environ.update({k: v for k, v in local_ros_env(DOMAIN_ID, base={}).items()})
+
+
+@pytest.fixture(scope="session")
+def ros_context() -> Iterator[object]:
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node("depth_ros_test_client")
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+@pytest.fixture
+def depth_node(ros_context: object) -> Iterator[Callable[..., tuple[NodeProcess, Client]]]:
+    """Factory: start depth_node with parameters, return (process, client) once matched on DDS."""
+    started: list[tuple[NodeProcess, Client]] = []
+
+    def start(params: dict | None = None, reliable: bool = False, compressed: bool = False,
+              **kwargs: object) -> tuple[NodeProcess, Client]:
+        params = dict(params or {})
+        if reliable:
+            params.setdefault("qos_reliability", "reliable")
+        if compressed:
+            params.setdefault("image_transport", "compressed")
+        process = start_node(params, **kwargs)
+        client = Client(ros_context, process.namespace, reliable=reliable, compressed=compressed)  # type: ignore[arg-type]
+        started.append((process, client))
+        client.wait_ready(process)
+        return process, client
+
+    yield start
+    for process, client in started:
+        client.close()
+        code = process.stop()
+        assert code == 0, f"depth_node exited with {code}:\n{process.output()}"
