@@ -17,8 +17,12 @@ COLORMAPS: dict[str, int | None] = {
 
 
 def auto_range(depth: np.ndarray) -> tuple[float, float]:
-    """Robust (near, far) of the valid depth: the 2nd and 98th percentiles."""
-    valid = depth[np.isfinite(depth)]
+    """Robust (near, far) of the valid depth: the 2nd and 98th percentiles.
+
+    Estimated on every 4th pixel of every 4th row: as robust, and 16x less to sort per frame.
+    """
+    sample = depth[::4, ::4] if depth.size >= 4096 else depth
+    valid = sample[np.isfinite(sample)]
     if valid.size == 0:
         return 0.1, 10.0
     near, far = np.percentile(valid, [2.0, 98.0])

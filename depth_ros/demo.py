@@ -205,7 +205,8 @@ def write_preview(path: Path, rgb: np.ndarray, depth: np.ndarray, xyz: np.ndarra
     depth_view = cv2.resize(colorize_depth(depth), (width, height), interpolation=cv2.INTER_NEAREST)
     colours = cv2.resize(rgb, (xyz.shape[1], xyz.shape[0]), interpolation=cv2.INTER_AREA)[:, :, ::-1]
     panels = [np.ascontiguousarray(rgb[:, :, ::-1]), depth_view, render_cloud(xyz, colours, width, height)]
-    for panel, title in zip(panels, ("input", "depth (metres, colour by 1/depth)", "point cloud (oblique view)"), strict=True):
+    titles = ("input", "depth (metres, colour by 1/depth)", "point cloud (oblique view)")
+    for panel, title in zip(panels, titles, strict=True):
         cv2.putText(panel, title, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
     cv2.imwrite(str(path), np.hstack(panels))
 

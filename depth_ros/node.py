@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -253,7 +253,7 @@ class DepthNode(Node):
 
         t2 = time.perf_counter()
         if want_depth:
-            out = Image(header=header)
+            out = _new_message(Image, header)
             data, _ = codecs.depth_to_image_data(frame.depth, values["depth_encoding"])
             codecs.fill_image_msg(out, data, values["depth_encoding"])
             self._pub_depth.publish(out)
@@ -262,7 +262,7 @@ class DepthNode(Node):
         if want_colored:
             coloured = colorize_depth(frame.depth, values["colormap"], values["colored_min_depth"],
                                       values["colored_max_depth"])
-            out = Image(header=header)
+            out = _new_message(Image, header)
             codecs.fill_image_msg(out, coloured, "bgr8")
             self._pub_colored.publish(out)
         t3 = time.perf_counter()
@@ -270,7 +270,7 @@ class DepthNode(Node):
             stride = values["cloud_stride"]
             points = depth_to_points(frame.depth, frame.camera, stride)
             colours = cloud_colours(rgb, frame.depth.shape, stride) if values["cloud_color"] else None
-            cloud = PointCloud2(header=header)
+            cloud = _new_message(PointCloud2, header)
             codecs.fill_cloud_msg(cloud, points, colours, point_field_cls=PointField)
             self._pub_points.publish(cloud)
         t4 = time.perf_counter()
@@ -307,6 +307,21 @@ class DepthNode(Node):
             self._running = False
             self._pending_cv.notify()
         self._worker.join(timeout=5.0)
+
+
+def _new_message(cls: type, header: Any) -> Any:
+    """A message whose array fields keep what is assigned instead of copying it.
+
+    With field checks off (rclpy's default) the generated setters copy an assigned
+    array.array('B'): ~8 ms per 10 MB cloud. check_fields=True takes it as is; Humble's
+    messages do not know the argument and copy.
+    """
+    try:
+        msg = cls(check_fields=True)
+    except TypeError:
+        msg = cls()
+    msg.header = header
+    return msg
 
 
 def _camera_info_kwargs(camera: CameraModel) -> dict[str, Any]:
