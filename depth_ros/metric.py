@@ -42,9 +42,12 @@ def register(kind: str) -> Callable[[Converter], Converter]:
 
 
 def _reciprocal(numerator: float, values: np.ndarray) -> np.ndarray:
-    """numerator / values, NaN where values <= 0 or non-finite (no warnings, float32)."""
+    """numerator / values, NaN where values <= 0 or non-finite (no warnings, float32).
+
+    +inf must not pass: numerator / inf = 0 would be published as a valid point at the origin.
+    """
     out = np.full(values.shape, np.nan, dtype=np.float32)
-    np.divide(np.float32(numerator), values, out=out, where=values > 0)
+    np.divide(np.float32(numerator), values, out=out, where=(values > 0) & np.isfinite(values))
     return out
 
 
