@@ -40,8 +40,13 @@ class InputGeometry:
         return self.content_height / self.image_height
 
 
-def _round_to_multiple(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+def _round_to_multiple(value: float, multiple: int, lower_bound: int) -> int:
+    """Nearest multiple of ``multiple``, rounded up instead when that would fall below ``lower_bound``
+    (Depth Anything's "lower bound" rule: no side ends up smaller than the target)."""
+    rounded = int(round(value / multiple)) * multiple
+    if rounded < lower_bound:
+        rounded = int(np.ceil(value / multiple)) * multiple
+    return max(multiple, rounded)
 
 
 def plan_input(
@@ -57,9 +62,10 @@ def plan_input(
     the contract's shorter side, each side rounded to ``multiple_of`` (Depth Anything's rule).
     """
     if fixed_size is None and spec.resize == "keep_aspect":
-        scale = min(spec.height, spec.width) / min(image_height, image_width)
-        net_h = _round_to_multiple(image_height * scale, spec.multiple_of)
-        net_w = _round_to_multiple(image_width * scale, spec.multiple_of)
+        target = min(spec.height, spec.width)
+        scale = target / min(image_height, image_width)
+        net_h = _round_to_multiple(image_height * scale, spec.multiple_of, target)
+        net_w = _round_to_multiple(image_width * scale, spec.multiple_of, target)
         return InputGeometry(net_h, net_w, 0, 0, net_h, net_w, image_height, image_width)
     net_h, net_w = fixed_size if fixed_size is not None else (spec.height, spec.width)
     if spec.resize == "stretch":

@@ -70,6 +70,13 @@ def test_dynamic_keep_aspect_multiple_of_14_depth_anything_rule() -> None:
     assert (g.net_height, g.net_width) == (518, 924)
 
 
+def test_dynamic_keep_aspect_rounds_up_rather_than_below_the_target() -> None:
+    # Contract 510: 480x640 -> 510 x 680; 510/14 = 36.43 -> nearest 504 < 510, so up to 37*14 = 518;
+    # 680/14 = 48.57 -> 49*14 = 686 (>= 510, nearest kept).
+    g = plan_input(480, 640, spec(510, 510, "keep_aspect", multiple_of=14), None)
+    assert (g.net_height, g.net_width) == (518, 686)
+
+
 def test_dynamic_keep_aspect_never_rounds_to_zero() -> None:
     g = plan_input(4, 400, spec(14, 14, "keep_aspect", multiple_of=14), None)
     assert g.net_height == 14 and g.net_width == 1400
