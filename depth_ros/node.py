@@ -117,7 +117,9 @@ class DepthNode(Node):
             try:
                 param = self.declare_parameter(spec.name, spec.default, _descriptor(spec))
             except Exception as exc:  # rclpy raises per-type exceptions for bad overrides
-                raise ConfigurationError(f"parameter '{spec.name}': {exc}") from exc
+                raise ConfigurationError(
+                    f"parameter '{spec.name}': {exc}. Fix it in the params file or with -p {spec.name}:=VALUE"
+                ) from exc
             values[spec.name] = _coerce(spec, param.value)
         return values
 
@@ -155,8 +157,11 @@ class DepthNode(Node):
         allowed, held = self._throttle.allow(reason)
         if allowed:
             suffix = f" ({held} more like this since the last report)" if held else ""
-            log = self.get_logger().warning if level == "warn" else self.get_logger().error
-            log(message + suffix)
+            # One call site per severity: rclpy raises ValueError when one call site logs at two severities.
+            if level == "warn":
+                self.get_logger().warning(message + suffix)
+            else:
+                self.get_logger().error(message + suffix)
 
     def _rectified_setting(self) -> bool | None:
         return {"auto": None, "true": True, "false": False}[self._values["input_rectified"]]
@@ -205,7 +210,10 @@ class DepthNode(Node):
             try:
                 self._process(msg, received)
             except Exception as exc:  # never let one bad frame stop the node
-                self._problem("processing_error", f"frame failed: {type(exc).__name__}: {exc}")
+                try:
+                    self._problem("processing_error", f"frame failed: {type(exc).__name__}: {exc}")
+                except Exception:  # even reporting failed: still count it, keep the worker alive
+                    self.stats.frame_skipped("processing_error", f"frame failed: {type(exc).__name__}")
 
     def _wanted(self) -> tuple[bool, bool, bool, bool]:
         return (self._pub_depth.get_subscription_count() > 0,

@@ -38,8 +38,10 @@ def save_oracle(directory: Path, output: np.ndarray, contract: ModelContract,
     return path
 
 
-def network_pixel_positions(net_h: int, net_w: int, image_h: int, image_w: int, top: int = 0, left: int = 0,
-                            content_h: int | None = None, content_w: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def network_pixel_positions(
+    net_h: int, net_w: int, image_h: int, image_w: int, top: int = 0, left: int = 0,
+    content_h: int | None = None, content_w: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Image-pixel coordinates (u, v) of each network-input pixel centre (half-pixel convention).
 
     The image occupies the content region (top, left, content_h x content_w) of the input;

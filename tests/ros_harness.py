@@ -81,7 +81,8 @@ def start_node(params: dict[str, Any] | None = None, params_file: Path | None = 
                remaps: dict[str, str] | None = None, executable: list[str] | None = None) -> NodeProcess:
     """Start depth_node in a fresh namespace (so tests never hear each other's nodes)."""
     namespace = f"/t{os.getpid()}_{next(_namespaces)}"
-    command = (executable or [sys.executable, "-m", "depth_ros.node"]) + node_args(params, params_file, remaps, namespace)
+    command = (executable or [sys.executable, "-m", "depth_ros.node"])
+    command = command + node_args(params, params_file, remaps, namespace)
     log = Path(tempfile.mkstemp(prefix="depth_node_", suffix=".log")[1])
     with log.open("w") as out:
         process = subprocess.Popen(command, env=node_env(), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
@@ -185,7 +186,8 @@ class Client:
             if got is not None and got.complete(wanted):
                 return got
             rclpy.spin_once(self.node, timeout_sec=0.02)
-        raise AssertionError(f"no complete output for stamp {stamp_ns} within {timeout}s (have: {self.outputs.get(stamp_ns)})")
+        have = self.outputs.get(stamp_ns)
+        raise AssertionError(f"no complete output for stamp {stamp_ns} within {timeout}s (have: {have})")
 
     def latest_diagnostics(self, timeout: float = 5.0) -> dict[str, str]:
         """Key/values of the next /diagnostics message from this node."""
@@ -197,7 +199,8 @@ class Client:
             raise AssertionError("no /diagnostics from the node")
         status = self.diagnostics[-1].status[0]
         values = {kv.key: kv.value for kv in status.values}
-        values["_level"] = str(int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else status.level)
+        level = status.level
+        values["_level"] = str(int.from_bytes(level, "little") if isinstance(level, bytes) else level)
         values["_message"] = status.message
         return values
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rclpy.serialization import deserialize_message
+from ros_harness import DOMAIN_ID
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import codecs
 from depth_ros.bagio import read_raw
 from depth_ros.dds import local_ros_env
-from ros_harness import DOMAIN_ID
 
 REPO = Path(__file__).resolve().parent.parent
 
