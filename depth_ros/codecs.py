@@ -165,26 +165,31 @@ def _byte_view(data: Any) -> np.ndarray:
     return np.frombuffer(view, dtype=np.uint8)
 
 
-def _row_view(
-    msg: Any, h: int, w: int, bytes_per_pixel: int, what: str = "Image"
+def _padded_rows(
+    data: Any, height: int, row_bytes: int, step: int, names: tuple[str, str, str], error: type[ValueError]
 ) -> np.ndarray:
-    """(h, w*bpp) uint8 view of the pixel bytes, skipping any per-row step padding."""
-    row_bytes = w * bytes_per_pixel
-    step = int(msg.step)
+    """(height, row_bytes) uint8 view of rows stored ``step`` bytes apart, padding dropped.
+
+    ``names`` = (message, step field, per-row size expression), for messages that name the
+    offending fields. Sizes are checked before anything is read.
+    """
+    what, step_name, row_expr = names
     if step < row_bytes:
-        raise ImageDecodeError(
-            f"{what} step={step} is smaller than width*bytes_per_pixel="
-            f"{w}*{bytes_per_pixel}={row_bytes}"
-        )
-    buf = _byte_view(msg.data)
-    needed = step * h
+        raise error(f"{what} {step_name}={step} is smaller than {row_expr}={row_bytes}")
+    buf = _byte_view(data)
+    needed = step * height
     if buf.size < needed:
-        raise ImageDecodeError(
-            f"{what} data is too short: expected step*height={step}*{h}={needed} bytes, "
-            f"got {buf.size}"
+        raise error(
+            f"{what} data is too short: expected {step_name}*height={step}*{height}={needed} bytes, got {buf.size}"
         )
     # reshape of the first step*height bytes is a view; the column slice drops the padding.
-    return buf[:needed].reshape(h, step)[:, :row_bytes]
+    return buf[:needed].reshape(height, step)[:, :row_bytes]
+
+
+def _row_view(msg: Any, h: int, w: int, bytes_per_pixel: int, what: str = "Image") -> np.ndarray:
+    """(h, w*bpp) uint8 view of an image's pixel bytes, skipping any per-row step padding."""
+    row_expr = f"width*bytes_per_pixel={w}*{bytes_per_pixel}"
+    return _padded_rows(msg.data, h, w * bytes_per_pixel, int(msg.step), (what, "step", row_expr), ImageDecodeError)
 
 
 def image_to_rgb(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -594,20 +599,8 @@ def cloud_msg_to_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
     rgb_name = next((n for n in ("rgb", "rgba") if n in fields), None)
     if rgb_name is not None:
         field_end(rgb_name, 4)  # packed 0x00RRGGBB in any 4-byte type (FLOAT32 or UINT32)
-    if row_step < w * point_step:
-        raise ValueError(
-            f"PointCloud2 row_step={row_step} is smaller than width*point_step="
-            f"{w}*{point_step}={w * point_step}"
-        )
-    buf = _byte_view(msg.data)
-    needed = row_step * h
-    if buf.size < needed:
-        raise ValueError(
-            f"PointCloud2 data is too short: expected row_step*height={row_step}*{h}="
-            f"{needed} bytes, got {buf.size}"
-        )
-
-    points = buf[:needed].reshape(h, row_step)[:, : w * point_step].reshape(h, w, point_step)
+    names = ("PointCloud2", "row_step", f"width*point_step={w}*{point_step}")
+    points = _padded_rows(msg.data, h, w * point_step, row_step, names, ValueError).reshape(h, w, point_step)
     order = ">" if big else "<"
     xyz = np.empty((h, w, 3), dtype=np.float32)
     for axis, (name, kind) in enumerate(zip(("x", "y", "z"), xyz_types, strict=True)):
