@@ -171,15 +171,19 @@ class Client:
             rclpy.spin_once(self.node, timeout_sec=0.05)
         raise AssertionError(f"depth_node never matched on DDS within {timeout}s:\n{process.output()}")
 
-    def send(self, image: Image | CompressedImage, info: CameraInfo | None, stamp_ns: int,
-             wanted: tuple[str, ...] = ALL_OUTPUTS, timeout: float = 20.0) -> Outputs:
-        """Publish one frame (CameraInfo first) with ``stamp_ns`` and wait for the outputs with that stamp."""
+    def publish(self, image: Image | CompressedImage, info: CameraInfo | None, stamp_ns: int) -> None:
+        """Publish one frame stamped ``stamp_ns``, its CameraInfo (if any) first."""
         image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp_ns, 10**9)
         if info is not None:
             info.header.stamp = image.header.stamp
             self.pub_info.publish(info)
             self.spin(0.05)
         self.pub_image.publish(image)
+
+    def send(self, image: Image | CompressedImage, info: CameraInfo | None, stamp_ns: int,
+             wanted: tuple[str, ...] = ALL_OUTPUTS, timeout: float = 20.0) -> Outputs:
+        """Publish one frame (CameraInfo first) with ``stamp_ns`` and wait for the outputs with that stamp."""
+        self.publish(image, info, stamp_ns)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.outputs.get(stamp_ns)

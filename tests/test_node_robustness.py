@@ -125,15 +125,6 @@ def wait_diagnostics(client: Client, predicate: Callable[[dict[str, str]], bool]
     raise AssertionError(f"diagnostics never matched; last: {diag}\n{process.output()}")
 
 
-def publish(client: Client, image: Image, info: CameraInfo | None, stamp: int) -> None:
-    image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp, 10**9)
-    if info is not None:
-        info.header.stamp = image.header.stamp
-        client.pub_info.publish(info)
-        client.spin(0.05)
-    client.pub_image.publish(image)
-
-
 # --------------------------------------------------------------------------------------------
 # Bad input
 
@@ -177,7 +168,7 @@ def test_bad_input_is_counted_and_the_node_keeps_running(depth_node: Any, tmp_pa
     for what, image, info, reason, text in cases:
         stamp += 1
         key = f"skipped_{reason}"
-        publish(client, image, info, stamp)
+        client.publish(image, info, stamp)
         wanted = before.get(key, 0) + 1
         diag = wait_diagnostics(client, lambda d, k=key, n=wanted: int(d.get(k, "0")) == n, process)
         assert text in diag["last_problem"], (what, diag["last_problem"])
