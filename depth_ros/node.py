@@ -10,6 +10,7 @@ publishes, so the executor never blocks on the model and never works through sta
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -29,8 +30,9 @@ from depth_ros.backends import BackendOptions, ModelLoadError
 from depth_ros.camera import CameraInfoError, CameraModel
 from depth_ros.colorize import colorize_depth
 from depth_ros.contract import ContractError
+from depth_ros.dds import PROFILE as LARGE_DATA_PROFILE
 from depth_ros.diagnostics import PipelineStats, Throttle
-from depth_ros.models import resolve_model_path
+from depth_ros.models import package_file, resolve_model_path
 from depth_ros.parameters import PARAMETERS, SPECS, ParamSpec, pipeline_settings, validate
 from depth_ros.pipeline import DepthEstimator
 from depth_ros.pointcloud import cloud_colours, depth_to_points
@@ -102,6 +104,7 @@ class DepthNode(Node):
         self._worker.start()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
+        self._warn_without_large_data_profile()
         contract = self._estimator.contract
         self.get_logger().info(
             f"model '{contract.name}' ({self._model_path}, output {contract.output_kind}, input "
@@ -109,6 +112,16 @@ class DepthNode(Node):
             f"{self._estimator.backend.name}/{self._estimator.backend.device}; subscribed to {topic} "
             f"({self._values['image_transport']}, {self._values['qos_reliability']})"
         )
+
+    def _warn_without_large_data_profile(self) -> None:
+        rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+        if rmw.startswith("rmw_fastrtps") and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+            profile = package_file(LARGE_DATA_PROFILE)
+            self.get_logger().warning(
+                "FASTDDS_DEFAULT_PROFILES_FILE is not set: with Fast DDS's default transports, best-effort "
+                "depth images and clouds (megabytes) mostly never reach other processes. Use the launch file, "
+                f"or export FASTDDS_DEFAULT_PROFILES_FILE={profile or LARGE_DATA_PROFILE} (README, 'Large messages')"
+            )
 
     # ----------------------------------------------------------------- parameters
     def _declare_parameters(self) -> dict[str, Any]:
