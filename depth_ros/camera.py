@@ -43,6 +43,12 @@ _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-
 _RAY_CACHE_SIZE = 8
 
 
+# Plausibility limits for intrinsics (pixels): outside them a CameraInfo is corrupt, not a camera.
+MIN_FOCAL_PX = 1e-2
+MAX_FOCAL_PX = 1e7
+PRINCIPAL_POINT_LIMIT = 100  # |cx| may reach this many image widths (cropped/ROI cameras go outside the image)
+
+
 class CameraInfoError(ValueError):
     """A CameraInfo (or model) that cannot describe an image; the message names field and value."""
 
@@ -214,6 +220,18 @@ class CameraModel:
         for label, index, value in (("fx", 0, self.fx), ("fy", 4 if source == "k" else 5, self.fy)):
             if not (math.isfinite(value) and value > 0.0):
                 raise CameraInfoError(f"{source}[{index}] ({label}): must be > 0, got {value}")
+            # Absurd focal lengths make rays overflow float32; real lenses are far inside this range.
+            if not (MIN_FOCAL_PX <= value <= MAX_FOCAL_PX):
+                raise CameraInfoError(
+                    f"{source}[{index}] ({label}): {value} px is not a plausible focal length "
+                    f"({MIN_FOCAL_PX}..{MAX_FOCAL_PX:g})"
+                )
+        for label, index, value, size in (("cx", 2, self.cx, self.width),
+                                          ("cy", 5 if source == "k" else 6, self.cy, self.height)):
+            if abs(value) > PRINCIPAL_POINT_LIMIT * size:
+                raise CameraInfoError(
+                    f"{source}[{index}] ({label}): principal point {value} is absurdly far from a {size}-pixel image"
+                )
 
     # ------------------------------------------------------------------ construction
 
