@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles import camera_info, make_contract, rgb_image, save_oracle
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from depth_ros import codecs
 from depth_ros.camera import CameraInfoError, CameraModel
-from oracles import camera_info, make_contract, rgb_image, save_oracle
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ENCODINGS = sorted(codecs.SUPPORTED_ENCODINGS) + ["", "32FC1", "bayer_rggb8", "RGB8 ", "nv12", "\x00"]
