@@ -82,7 +82,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=5.0, help="frames per second")
     p.add_argument("--model", default=None, help="model parameter for the node (default: config/depth.yaml's)")
     p.set_defaults(func=_cmd_demo)
+
+    from depth_ros.eval_tool import add_arguments as add_eval_arguments
+    from depth_ros.eval_tool import run_from_args as run_eval
+
+    p = sub.add_parser("eval", help="score a model or a processed bag against ground-truth depth (AbsRel, RMSE, "
+                       "delta, boundary F1; CSV, JSON and plots)")
+    add_eval_arguments(p)
+    p.set_defaults(func=run_eval)
+
+    from depth_ros.bag_cli import add_parser as add_bag_parser
+
+    add_bag_parser(sub)
+
+    p = sub.add_parser("bench", help="measure per-stage and end-to-end latency, delivery and soak (prints numbers)")
+    p.add_argument("--model", action="append", dest="models",
+                   help="models to measure (repeatable; default: null and default)")
+    p.add_argument("--size", action="append", dest="sizes", choices=("640x480", "1280x720"),
+                   help="image sizes (repeatable; default both)")
+    p.add_argument("--frames", type=int, default=200, help="frames per measurement")
+    p.add_argument("--rate", type=float, default=30.0, help="input rate of the end-to-end runs (Hz)")
+    p.add_argument("--e2e", action="store_true", help="also publisher -> depth_node -> subscriber through DDS")
+    p.add_argument("--delivery", action="store_true", help="also the delivered fraction per QoS and DDS profile")
+    p.add_argument("--soak", type=int, default=0, metavar="FRAMES", help="also a soak run of FRAMES frames")
+    p.add_argument("--domain-id", type=int, default=97, help="ROS_DOMAIN_ID for the DDS runs")
+    p.add_argument("--json", dest="json_path", help="write the results as JSON here")
+    p.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from depth_ros.bench import run
+
+    run(args.models or ["null", "default"], args.sizes or ["640x480", "1280x720"], args.frames, args.e2e,
+        args.delivery, args.soak, args.rate, args.json_path, args.domain_id)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,21 @@
 """The demo (`make demo`): the bundled RealSense D435 sample played into a live depth_node over DDS.
 
-It starts `depth_node` as its own process (params file + remaps, as a user would), publishes the
-bag's colour image and CameraInfo on live topics, records the node's outputs into a rosbag2 and
-writes a preview PNG (input | coloured depth | point cloud from an oblique viewpoint).
+Built from the bag tools a user has: the sample frame is written `loops` times (each with its own
+stamp, `1/rate` apart) into an input bag, `depth_node` runs as its own process (params file +
+remaps, as a user would), `bag_play.Player` plays the input bag on live topics with its recorded
+timing, `bag_play.Recorder` records the node's outputs and the played image into a rosbag2, and a
+preview PNG is written (input | coloured depth | point cloud from an oblique viewpoint).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +24,8 @@ import cv2
 import numpy as np
 
 from depth_ros import codecs
-from depth_ros.bagio import BagWriter, read_raw
+from depth_ros.bag_play import Player, PlayOptions, Recorder
+from depth_ros.bagio import BagWriter, RawMessage, read_raw
 from depth_ros.colorize import colorize_depth
 from depth_ros.dds import local_ros_env
 from depth_ros.models import package_file
@@ -44,13 +50,49 @@ def sample_bag() -> Path:
 
 
 def node_command(params_file: Path, model: str | None, extra: list[str] | None = None) -> list[str]:
-    """depth_node as a user runs it: params file + remaps + namespace."""
+    """depth_node as a user runs it: params file + namespace + remaps onto the bag's topics."""
     args = [sys.executable, "-m", "depth_ros.node", "--ros-args", "--params-file", str(params_file),
-            "-r", f"__ns:={CAMERA_NS}",
-            "-r", f"image:={CAMERA_NS}/color/image_raw", "-r", f"camera_info:={CAMERA_NS}/color/camera_info"]
+            "-r", f"__ns:={CAMERA_NS}", "-r", f"image:={SAMPLE_IMAGE_TOPIC}", "-r", f"camera_info:={SAMPLE_INFO_TOPIC}"]
     if model is not None:
         args += ["-p", f"model:={model}"]
     return args + (extra or [])
+
+
+def _stamp_ns(header: object) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec  # type: ignore[attr-defined]
+
+
+def _image_stamp(cdr: bytes) -> int:
+    """header.stamp of a serialized message that starts with a Header, without deserialising megabytes.
+
+    CDR: 4 bytes of encapsulation (byte 1: 1 = little endian), then stamp.sec (int32), stamp.nanosec (uint32).
+    """
+    order = "little" if cdr[1] == 1 else "big"
+    sec = int.from_bytes(cdr[4:8], order, signed=True)
+    return sec * 10**9 + int.from_bytes(cdr[8:12], order)
+
+
+def write_frame_sequence(path: Path, image: RawMessage, info: RawMessage, count: int, period_s: float,
+                         storage: str = "mcap") -> list[int]:
+    """A bag of ``count`` copies of one frame (CameraInfo + image), ``period_s`` apart, each with its own
+    header stamp (like a camera streaming a still scene); returns the image stamps (ns)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CameraInfo, Image
+
+    image_msg = deserialize_message(image.data, Image)
+    info_msg = deserialize_message(info.data, CameraInfo)
+    base, step = _stamp_ns(image_msg.header), int(round(period_s * 1e9))
+    stamps = []
+    with BagWriter(path, storage=storage) as writer:
+        for i in range(count):
+            stamp = base + i * step
+            image_msg.header.stamp.sec, image_msg.header.stamp.nanosec = divmod(stamp, 10**9)
+            info_msg.header.stamp = image_msg.header.stamp
+            at = image.timestamp_ns + i * step
+            writer.write(info.topic, info.msgtype, at, serialize_message(info_msg))
+            writer.write(image.topic, image.msgtype, at, serialize_message(image_msg))
+            stamps.append(stamp)
+    return stamps
 
 
 @dataclass
@@ -73,101 +115,98 @@ def run_demo(out_dir: Path, loops: int = 10, rate_hz: float = 5.0, model: str | 
     params = package_file("config/depth.yaml")
     if params is None:
         raise FileNotFoundError("config/depth.yaml is not installed with depth_ros")
-
-    messages = {m.topic: m for m in read_raw(sample_bag(), [SAMPLE_IMAGE_TOPIC, SAMPLE_INFO_TOPIC])}
     bag_path = out_dir / "outputs"
     if bag_path.exists():
-        import shutil
-
         shutil.rmtree(bag_path)
+    messages = {m.topic: m for m in read_raw(sample_bag(), [SAMPLE_IMAGE_TOPIC, SAMPLE_INFO_TOPIC])}
 
-    import rclpy
-    from rclpy.qos import qos_profile_sensor_data
+    with tempfile.TemporaryDirectory(prefix="depth_ros_demo_") as tmp:
+        input_bag = Path(tmp) / "input"
+        write_frame_sequence(input_bag, messages[SAMPLE_IMAGE_TOPIC], messages[SAMPLE_INFO_TOPIC], loops, 1.0 / rate_hz)
+        result, last = _play_through_node(input_bag, bag_path, params, model, env, timeout_s)
+
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from sensor_msgs.msg import Image, PointCloud2
+
+    if f"{CAMERA_NS}/depth" not in last or f"{CAMERA_NS}/points" not in last:
+        raise RuntimeError(f"depth_node published nothing usable: {result.counts}")
+    depth = codecs.image_msg_to_array(deserialize_message(last[f"{CAMERA_NS}/depth"], Image))
+    xyz, _ = codecs.cloud_msg_to_arrays(deserialize_message(last[f"{CAMERA_NS}/points"], PointCloud2))
+    valid = np.isfinite(depth)
+    result.valid_fraction = float(valid.mean())
+    if valid.any():
+        result.depth_range = (float(depth[valid].min()), float(depth[valid].max()))
+    result.points_per_frame = int(np.isfinite(xyz[:, :, 2]).sum())
+    rgb = codecs.image_to_rgb(deserialize_message(messages[SAMPLE_IMAGE_TOPIC].data, Image))
+    write_preview(out_dir / "preview.png", rgb, depth, xyz)
+    return result
+
+
+def _play_through_node(input_bag: Path, bag_path: Path, params: Path, model: str | None, env: dict[str, str],
+                       timeout_s: float) -> tuple[DemoResult, dict[str, bytes]]:
+    """input bag -> Player -> depth_node (own process) -> Recorder -> bag_path."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    result = DemoResult()
+    sent_at: dict[int, int] = {}  # image stamp -> wall time published (ns)
+    last: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def on_publish(raw: RawMessage, wall_ns: int) -> None:
+        if raw.topic == SAMPLE_IMAGE_TOPIC:
+            with lock:
+                result.frames_in += 1
+                sent_at[_image_stamp(raw.data)] = wall_ns
+
+    def on_message(topic: str, data: bytes, wall_ns: int) -> None:
+        last[topic] = bytes(data)
+        if topic == f"{CAMERA_NS}/depth":
+            with lock:
+                sent = sent_at.pop(_image_stamp(data), None)
+            if sent is not None:
+                result.latency_ms.append((wall_ns - sent) / 1e6)
 
     process = subprocess.Popen(node_command(params, model), env=env)
-    result = DemoResult()
     rclpy.init()
-    player = rclpy.create_node("depth_demo")
-    image_msg = deserialize_message(messages[SAMPLE_IMAGE_TOPIC].data, Image)
-    info_msg = deserialize_message(messages[SAMPLE_INFO_TOPIC].data, CameraInfo)
-    pub_image = player.create_publisher(Image, f"{CAMERA_NS}/color/image_raw", qos_profile_sensor_data)
-    pub_info = player.create_publisher(CameraInfo, f"{CAMERA_NS}/color/camera_info", qos_profile_sensor_data)
-    received: dict[str, list[tuple[int, bytes]]] = {topic: [] for topic in OUTPUTS}
-    sent_at: dict[int, float] = {}
-    types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CameraInfo": CameraInfo,
-             "sensor_msgs/msg/PointCloud2": PointCloud2}
-
-    def recorder(topic: str):  # noqa: ANN202 - closure factory
-        def on_message(data: bytes) -> None:
-            received[topic].append((time.time_ns(), bytes(data)))
-            if topic.endswith("/depth"):
-                msg = deserialize_message(data, Image)
-                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-                if stamp in sent_at:
-                    result.latency_ms.append((time.perf_counter() - sent_at.pop(stamp)) * 1e3)
-        return on_message
-
-    for topic, msgtype in OUTPUTS.items():
-        player.create_subscription(types[msgtype], topic, recorder(topic), qos_profile_sensor_data, raw=True)
+    node = rclpy.create_node("depth_demo")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
     try:
-        deadline = time.monotonic() + timeout_s
-        while pub_image.get_subscription_count() == 0 or pub_info.get_subscription_count() == 0 or \
-                any(player.count_publishers(t) == 0 for t in OUTPUTS):
-            if process.poll() is not None:
-                raise RuntimeError(f"depth_node exited with code {process.returncode} before it was ready")
-            if time.monotonic() > deadline:
-                raise TimeoutError("depth_node did not come up on DDS in time")
-            rclpy.spin_once(player, timeout_sec=0.1)
-        time.sleep(0.5)  # let the node's subscriptions match ours in both directions
-        base = image_msg.header.stamp.sec * 10**9 + image_msg.header.stamp.nanosec
-        period = 1.0 / rate_hz
-        for i in range(loops):
-            # Like `ros2 bag play --loop`, but each loop gets its own stamp so outputs stay distinct.
-            stamp = base + int(i * period * 1e9)
-            image_msg.header.stamp.sec, image_msg.header.stamp.nanosec = divmod(stamp, 10**9)
-            info_msg.header.stamp = image_msg.header.stamp
-            pub_info.publish(info_msg)
-            sent_at[stamp] = time.perf_counter()
-            pub_image.publish(image_msg)
-            result.frames_in += 1
-            end = time.monotonic() + period
-            while time.monotonic() < end:
-                rclpy.spin_once(player, timeout_sec=0.01)
-        end = time.monotonic() + 5.0
-        while time.monotonic() < end and len(received[f"{CAMERA_NS}/points"]) < loops:
-            rclpy.spin_once(player, timeout_sec=0.05)
+        with BagWriter(bag_path) as writer:
+            recorder = Recorder(node, writer, {**OUTPUTS, SAMPLE_IMAGE_TOPIC: "sensor_msgs/msg/Image"},
+                                on_message=on_message)
+            player = Player(node, input_bag, PlayOptions(), on_publish=on_publish)
+            spinner.start()
+            deadline = time.monotonic() + timeout_s
+            # Ready when the node subscribes to what we play and publishes what we record.
+            while not all(node.count_publishers(t) > 0 for t in OUTPUTS):
+                if process.poll() is not None:
+                    raise RuntimeError(f"depth_node exited with code {process.returncode} before it was ready")
+                if time.monotonic() > deadline:
+                    raise TimeoutError("depth_node did not come up on DDS in time")
+                time.sleep(0.05)
+            # A generous settle: the node's side of each match must complete too (best effort loses what
+            # is sent before), and it skips frames whose outputs nobody subscribes to yet.
+            if not player.wait_for_subscribers(max(1.0, deadline - time.monotonic()), settle_s=1.5):
+                raise TimeoutError("depth_node did not subscribe to the played topics in time")
+            player.play()
+            end = time.monotonic() + 5.0
+            while time.monotonic() < end and recorder.counts[f"{CAMERA_NS}/points"] < result.frames_in:
+                time.sleep(0.05)
+            recorder.close()
+            result.counts = {t: n for t, n in recorder.counts.items() if t in OUTPUTS}
     finally:
-        player.destroy_node()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
         rclpy.shutdown()
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-
-    with BagWriter(bag_path) as writer:
-        writer.write(SAMPLE_IMAGE_TOPIC, "sensor_msgs/msg/Image", messages[SAMPLE_IMAGE_TOPIC].timestamp_ns,
-                     messages[SAMPLE_IMAGE_TOPIC].data)
-        for topic, msgtype in OUTPUTS.items():
-            for timestamp, data in received[topic]:
-                writer.write(topic, msgtype, timestamp, data)
-    result.counts = {topic: len(items) for topic, items in received.items()}
-    if not received[f"{CAMERA_NS}/depth"] or not received[f"{CAMERA_NS}/points"]:
-        raise RuntimeError(f"depth_node published nothing usable: {result.counts}")
-
-    depth = codecs.image_msg_to_array(deserialize_message(received[f"{CAMERA_NS}/depth"][-1][1], Image))
-    cloud = deserialize_message(received[f"{CAMERA_NS}/points"][-1][1], PointCloud2)
-    xyz, _ = codecs.cloud_msg_to_arrays(cloud)
-    valid = np.isfinite(depth)
-    result.valid_fraction = float(valid.mean())
-    if valid.any():
-        result.depth_range = (float(depth[valid].min()), float(depth[valid].max()))
-    result.points_per_frame = int(np.isfinite(xyz[:, :, 2]).sum())
-    rgb = codecs.image_to_rgb(image_msg)
-    write_preview(out_dir / "preview.png", rgb, depth, xyz)
-    return result
+    return result, last
 
 
 def render_cloud(xyz: np.ndarray, colours: np.ndarray, width: int, height: int,
@@ -213,7 +252,8 @@ def write_preview(path: Path, rgb: np.ndarray, depth: np.ndarray, xyz: np.ndarra
 
 def print_summary(result: DemoResult, out_dir: Path) -> None:
     lat = np.array(result.latency_ms) if result.latency_ms else np.array([np.nan])
-    print(f"demo: {result.frames_in} frames in; outputs {result.counts}")
+    print(f"demo: {result.frames_in} frames in, {result.counts.get(f'{CAMERA_NS}/depth', 0)} depth frames out; "
+          f"outputs {result.counts}")
     print(f"demo: depth {result.depth_range[0]:.2f}..{result.depth_range[1]:.2f} m, "
           f"{100 * result.valid_fraction:.1f}% valid, {result.points_per_frame} points per frame")
     print(f"demo: end-to-end latency (publish -> depth received) median {np.median(lat):.1f} ms, "

@@ -23,21 +23,26 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_ros import codecs
 from depth_ros.backends import BackendOptions, ModelLoadError
-from depth_ros.camera import CameraInfoError, CameraModel
-from depth_ros.colorize import colorize_depth
+from depth_ros.camera import CameraInfoError
 from depth_ros.contract import ContractError
 from depth_ros.dds import PROFILE as LARGE_DATA_PROFILE
 from depth_ros.diagnostics import PipelineStats, Throttle
+from depth_ros.frame_processor import CAMERA_INFO, COLORED, DEPTH, POINTS, FrameProcessor, FrameSkipped, Wanted
 from depth_ros.models import package_file, resolve_model_path
-from depth_ros.parameters import PARAMETERS, SPECS, ParamSpec, pipeline_settings, validate
+from depth_ros.navigation_msgs import NavigationOutputs
+from depth_ros.navigation_msgs import create_publishers as create_navigation_publishers
+from depth_ros.parameters import PARAMETERS, SPECS, ParamSpec, recovery_settings, validate
 from depth_ros.pipeline import DepthEstimator
-from depth_ros.pointcloud import cloud_colours, depth_to_points
-
-MAX_CAMERA_SIZES = 4  # CameraInfo kept per image size (a driver switching modes, several streams)
+from depth_ros.scale_recovery import (
+    NoScaleFit,
+    ReferenceInputError,
+    ScaleRecoverer,
+    reference_from_cloud_msg,
+    reference_from_image_msg,
+)
 
 
 class ConfigurationError(RuntimeError):
@@ -71,9 +76,9 @@ class DepthNode(Node):
         reason = validate(self._values)
         if reason is not None:
             raise ConfigurationError(f"{reason}. Fix it in the params file or with -p NAME:=VALUE")
-        self._settings_lock = threading.Lock()
         self._estimator = self._load_model()
-        self._estimator.settings = pipeline_settings(self._values)
+        # The per-frame work, shared with `depth-ros bag process` (depth_ros.frame_processor).
+        self._processor = FrameProcessor(self._estimator, self._values)
 
         reliability = (ReliabilityPolicy.RELIABLE if self._values["qos_reliability"] == "reliable"
                        else ReliabilityPolicy.BEST_EFFORT)
@@ -84,11 +89,17 @@ class DepthNode(Node):
         self._pub_points = self.create_publisher(PointCloud2, "points", qos)
         self._pub_colored = self.create_publisher(Image, "depth/colored", qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._publishers_by_kind = {DEPTH: self._pub_depth, CAMERA_INFO: self._pub_info,
+                                    COLORED: self._pub_colored, POINTS: self._pub_points}
+        self._navigation: NavigationOutputs | None = None
+        if self._values["navigation_outputs"]:  # 'scan' and 'points_filtered' (README "Navigation (Nav2)")
+            navigation_publishers = create_navigation_publishers(self, qos)
+            self._publishers_by_kind.update(navigation_publishers)
+            self._navigation = NavigationOutputs(navigation_publishers, warn=self.get_logger().warning)
+            self._processor.extra_outputs = self._navigation
 
-        self._cameras: dict[tuple[int, int], CameraModel] = {}
-        self._camera_error = ""  # why the newest CameraInfo was rejected, if it was
-        self._camera_lock = threading.Lock()
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self._scale = self._setup_scale_recovery(qos)
         if self._values["image_transport"] == "compressed":
             # image_transport convention: <base image topic>/compressed, after remapping the base.
             topic = self.resolve_topic_name("image") + "/compressed"
@@ -154,13 +165,10 @@ class DepthNode(Node):
         reason = validate(proposed)
         if reason is not None:
             return SetParametersResult(successful=False, reason=reason)
-        with self._settings_lock:
-            rectified_changed = proposed["input_rectified"] != self._values["input_rectified"]
-            self._values = proposed
-            self._estimator.settings = pipeline_settings(proposed)
-        if rectified_changed:
-            with self._camera_lock:
-                self._cameras.clear()  # re-derive from the next CameraInfo
+        self._values = proposed
+        self._processor.configure(proposed)
+        if self._scale is not None:
+            self._scale.settings = recovery_settings(proposed)
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------- inputs
@@ -176,30 +184,49 @@ class DepthNode(Node):
             else:
                 self.get_logger().error(message + suffix)
 
-    def _rectified_setting(self) -> bool | None:
-        return {"auto": None, "true": True, "false": False}[self._values["input_rectified"]]
-
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            camera = CameraModel.from_camera_info(msg, rectified=self._rectified_setting())
+            self._processor.camera_info(msg)
         except CameraInfoError as exc:
             allowed, held = self._throttle.allow("bad_camera_info")
             if allowed:
                 self.get_logger().error(f"rejected CameraInfo on {self._sub_name('camera_info')}: {exc}")
-            with self._camera_lock:
-                # The newest CameraInfo is the truth; never fall back to an older one.
-                self._cameras.clear()
-                self._camera_error = str(exc)
-            return
-        with self._camera_lock:
-            self._camera_error = ""
-            self._cameras.pop(camera.size, None)
-            self._cameras[camera.size] = camera
-            while len(self._cameras) > MAX_CAMERA_SIZES:
-                self._cameras.pop(next(iter(self._cameras)))
 
     def _sub_name(self, name: str) -> str:
         return self.resolve_topic_name(name)
+
+    def _setup_scale_recovery(self, qos: QoSProfile) -> ScaleRecoverer | None:
+        """Online scale recovery (scale_source != fixed): its reference subscription and the estimator's hook."""
+        source = self._values["scale_source"]
+        if source == "fixed":
+            return None
+        recoverer = ScaleRecoverer(source, recovery_settings(self._values))
+        if source == "depth":
+            self.create_subscription(Image, "reference_depth", self._on_reference, qos)
+        elif source == "points":
+            self.create_subscription(PointCloud2, "reference_points", self._on_reference, qos)
+        self._estimator.scale_hook = recoverer
+        return recoverer
+
+    def _on_reference(self, msg: Image | PointCloud2) -> None:
+        assert self._scale is not None
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        topic = self._sub_name("reference_points" if isinstance(msg, PointCloud2) else "reference_depth")
+        try:
+            if stamp == 0.0:
+                raise ReferenceInputError("its stamp is 0, so its age cannot be judged; stamp it with the capture time")
+            if isinstance(msg, PointCloud2):
+                reference = reference_from_cloud_msg(msg, stamp)
+            else:
+                reference = reference_from_image_msg(msg, stamp)
+        except ReferenceInputError as exc:
+            self._scale.reference_rejected("bad_input")
+            allowed, held = self._throttle.allow("bad_reference")
+            if allowed:
+                suffix = f" ({held} more like this since the last report)" if held else ""
+                self.get_logger().error(f"rejected scale reference on {topic}: {exc}{suffix}")
+            return
+        self._scale.set_reference(reference)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.stats.frame_received()
@@ -236,69 +263,26 @@ class DepthNode(Node):
 
     def _process(self, msg: Image | CompressedImage, received: float) -> None:
         want_depth, want_info, want_points, want_colored = self._wanted()
-        if not (want_depth or want_info or want_points or want_colored):
+        want_navigation = self._navigation is not None and self._navigation.wanted()
+        if not (want_depth or want_info or want_points or want_colored or want_navigation):
             self.stats.frame_dropped("no_subscribers")
             return
-        t0 = time.perf_counter()
+        wanted = Wanted(depth=want_depth, colored=want_colored, points=want_points)
+        if self._scale is not None:
+            self._scale.begin_frame(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         try:
-            if isinstance(msg, CompressedImage):
-                rgb = codecs.compressed_to_rgb(msg)
-            else:
-                rgb = codecs.image_to_rgb(msg)
-        except codecs.ImageDecodeError as exc:
-            self._problem("bad_image", f"rejected image: {exc}")
+            timings = self._processor.process(msg, self._publish, wanted, self._sub_name("camera_info"))
+        except FrameSkipped as skipped:
+            self._problem(skipped.reason, skipped.message, level=skipped.level)
             return
-        size = (rgb.shape[1], rgb.shape[0])
-        with self._camera_lock:
-            camera = self._cameras.get(size)
-            known = list(self._cameras)
-            camera_error = self._camera_error
-        if camera is None:
-            if camera_error:
-                self._problem("bad_camera_info", f"skipping image: the latest CameraInfo on "
-                              f"{self._sub_name('camera_info')} was rejected ({camera_error})")
-            elif not known:
-                self._problem("no_camera_info", f"no valid CameraInfo received on {self._sub_name('camera_info')} "
-                              "yet; skipping images until one arrives", level="warn")
-            else:
-                sizes = ", ".join(f"{w}x{h}" for w, h in known)
-                self._problem("camera_info_size_mismatch", f"image is {size[0]}x{size[1]} but the CameraInfo on "
-                              f"{self._sub_name('camera_info')} describes {sizes}; skipping", level="warn")
+        except NoScaleFit as exc:  # relative depth without a metric scale is never published
+            self._problem("no_scale_fit", str(exc), level="warn")
             return
-        t1 = time.perf_counter()
-        with self._settings_lock:
-            values = self._values
-            frame = self._estimator.estimate(rgb, camera)
-        timings = {"decode": t1 - t0, **frame.timings}
-        header = msg.header
-
-        t2 = time.perf_counter()
-        if want_depth:
-            out = _new_message(Image, header)
-            data, _ = codecs.depth_to_image_data(frame.depth, values["depth_encoding"])
-            codecs.fill_image_msg(out, data, values["depth_encoding"])
-            self._pub_depth.publish(out)
-        info = CameraInfo(header=header, **_camera_info_kwargs(frame.camera))
-        self._pub_info.publish(info)
-        if want_colored:
-            coloured = colorize_depth(frame.depth, values["colormap"], values["colored_min_depth"],
-                                      values["colored_max_depth"])
-            out = _new_message(Image, header)
-            codecs.fill_image_msg(out, coloured, "bgr8")
-            self._pub_colored.publish(out)
-        t3 = time.perf_counter()
-        if want_points:
-            stride = values["cloud_stride"]
-            points = depth_to_points(frame.depth, frame.camera, stride)
-            colours = cloud_colours(rgb, frame.depth.shape, stride) if values["cloud_color"] else None
-            cloud = _new_message(PointCloud2, header)
-            codecs.fill_cloud_msg(cloud, points, colours, point_field_cls=PointField)
-            self._pub_points.publish(cloud)
-        t4 = time.perf_counter()
-        timings["publish_depth"] = t3 - t2
-        timings["cloud"] = t4 - t3
-        timings["total"] = t4 - received
+        timings["total"] = time.perf_counter() - received
         self.stats.frame_published(timings)
+
+    def _publish(self, kind: str, msg: Any) -> None:
+        self._publishers_by_kind[kind].publish(msg)
 
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -317,6 +301,7 @@ class DepthNode(Node):
             ("device", self._estimator.backend.device),
             ("network_input", f"{contract.input.width}x{contract.input.height} {contract.input.resize}"),
             *self.stats.snapshot(),
+            *(self._scale.diagnostics() if self._scale is not None else ()),
         ]
         status.values = [KeyValue(key=k, value=v) for k, v in pairs]
         array = DiagnosticArray(status=[status])
@@ -328,28 +313,6 @@ class DepthNode(Node):
             self._running = False
             self._pending_cv.notify()
         self._worker.join(timeout=5.0)
-
-
-def _new_message(cls: type, header: Any) -> Any:
-    """A message whose array fields keep what is assigned instead of copying it.
-
-    With field checks off (rclpy's default) the generated setters copy an assigned
-    array.array('B'): ~8 ms per 10 MB cloud. check_fields=True takes it as is; Humble's
-    messages do not know the argument and copy.
-    """
-    try:
-        msg = cls(check_fields=True)
-    except TypeError:
-        msg = cls()
-    msg.header = header
-    return msg
-
-
-def _camera_info_kwargs(camera: CameraModel) -> dict[str, Any]:
-    fields = camera.camera_info_fields()
-    roi = fields.pop("roi")
-    fields["roi"] = RegionOfInterest(**roi)
-    return fields
 
 
 def main(args: list[str] | None = None) -> int:

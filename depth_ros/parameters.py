@@ -9,6 +9,8 @@ from typing import Any
 from depth_ros.backends import backend_names
 from depth_ros.colorize import COLORMAPS
 from depth_ros.pipeline import PipelineSettings
+from depth_ros.scale_recovery import SOURCES as SCALE_SOURCES
+from depth_ros.scale_recovery import RecoverySettings
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class ParamSpec:
 
 
 _DEFAULTS = PipelineSettings()
+_RECOVERY = RecoverySettings()
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "default", "ONNX model carrying a depth_ros contract: a path, or a file name in the "
@@ -59,8 +62,44 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(-1e9, 1e9)),
     ParamSpec("focal_rescale", _DEFAULTS.focal_rescale, "metric_depth models that declare focal_ratio: "
               "rescale depth by (fx/width) / focal_ratio"),
+    ParamSpec("scale_source", "fixed", "metric scale of relative_disparity models (a scale-only refinement for "
+              "metric ones): 'fixed' = disparity_scale/shift; 'depth' = a metric depth image on 'reference_depth' "
+              "(32FC1 m or 16UC1 mm, registered to the camera); 'points' = a PointCloud2 on 'reference_points' in "
+              "the camera's optical frame; 'ground_plane' = a flat floor from camera_height and camera_pitch",
+              choices=SCALE_SOURCES, read_only=True),
+    ParamSpec("scale_smoothing", _RECOVERY.smoothing_s, "seconds (message time): time constant of the "
+              "exponential filter on the recovered scale and shift (0 = each frame's fit as is)", range=(0.0, 3600.0)),
+    ParamSpec("reference_max_age", _RECOVERY.max_age_s, "seconds: a reference whose stamp is further than this "
+              "from the image's is stale; the last good fit is held", range=(0.001, 3600.0)),
+    ParamSpec("reference_min_points", _RECOVERY.min_points, "fewest usable reference points (pixels) for a "
+              "scale fit", range=(3, 1000000)),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0),
               read_only=True),
+    # Navigation outputs (README "Navigation (Nav2)"): 'scan' and 'points_filtered'.
+    ParamSpec("navigation_outputs", False, "also publish 'scan' (LaserScan) and 'points_filtered' (costmap "
+              "PointCloud2), each computed only while subscribed", read_only=True),
+    ParamSpec("scan_height", 1, "rows of the depth image in the scan band (the nearest range over them)",
+              range=(1, 16384)),
+    ParamSpec("scan_row", -1, "depth-image row at the centre of the scan band; -1 = the principal point's row",
+              range=(-1, 16384)),
+    ParamSpec("scan_frame", "", "frame_id of 'scan' (x forward, y left, at the camera); '' = the image's "
+              "frame_id without '_optical' (camera_color_optical_frame -> camera_color_frame)"),
+    ParamSpec("range_min", 0.1, "metres; nearer scan readings are ignored (-inf when a bin has nothing else)",
+              range=(0.0, 1000.0)),
+    ParamSpec("range_max", 5.0, "metres; farther scan readings become +inf (no obstacle within range_max)",
+              range=(0.001, 100000.0)),
+    ParamSpec("voxel_size", 0.05, "metres; edge of the voxel grid of 'points_filtered' (one centroid per "
+              "voxel); 0 = no downsampling", range=(0.0, 100.0)),
+    ParamSpec("filter_max_range", 5.0, "metres; 'points_filtered' keeps points nearer than this to the camera",
+              range=(0.001, 100000.0)),
+    ParamSpec("camera_height", 0.0, "metres of the camera's optical centre above the floor; 0 = unknown "
+              "(no height filter on 'points_filtered')", range=(0.0, 1000.0)),
+    ParamSpec("camera_pitch", 0.0, "radians the camera looks down (negative = up); no roll",
+              range=(-1.5707963267948966, 1.5707963267948966)),
+    ParamSpec("min_obstacle_height", 0.05, "metres above the floor; lower points (the floor) are dropped from "
+              "'points_filtered' when camera_height is set", range=(-1000.0, 1000.0)),
+    ParamSpec("max_obstacle_height", 2.0, "metres above the floor; higher points are dropped from "
+              "'points_filtered' when camera_height is set", range=(-1000.0, 1000.0)),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -91,8 +130,16 @@ def validate(values: dict[str, Any]) -> str | None:
     low, high = values["colored_min_depth"], values["colored_max_depth"]
     if low > 0 and high > 0 and low >= high:
         return f"colored_min_depth ({low}) must be below colored_max_depth ({high})"
+    if values["range_min"] >= values["range_max"]:
+        return f"range_min ({values['range_min']}) must be below range_max ({values['range_max']})"
+    if values["min_obstacle_height"] >= values["max_obstacle_height"]:
+        return (f"min_obstacle_height ({values['min_obstacle_height']}) must be below max_obstacle_height "
+                f"({values['max_obstacle_height']})")
     if values["model"].strip() == "":
         return "parameter 'model' is empty; give an .onnx path or 'default'"
+    if values["scale_source"] == "ground_plane" and values["camera_height"] <= 0.0:
+        return ("scale_source 'ground_plane' needs camera_height > 0 (metres of the camera above the floor) "
+                "and camera_pitch (radians, positive = looking down)")
     return None
 
 
@@ -104,4 +151,15 @@ def pipeline_settings(values: dict[str, Any]) -> PipelineSettings:
         disparity_scale=float(values["disparity_scale"]),
         disparity_shift=float(values["disparity_shift"]),
         focal_rescale=bool(values["focal_rescale"]),
+    )
+
+
+def recovery_settings(values: dict[str, Any]) -> RecoverySettings:
+    return RecoverySettings(
+        smoothing_s=float(values["scale_smoothing"]),
+        max_age_s=float(values["reference_max_age"]),
+        min_points=int(values["reference_min_points"]),
+        camera_height=float(values["camera_height"]),
+        camera_pitch=float(values["camera_pitch"]),
+        max_depth=float(values["max_depth"]),
     )

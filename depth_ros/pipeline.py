@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,13 @@ class DepthFrame:
     depth: np.ndarray  # (h, w) float32 metres, NaN = invalid
     camera: CameraModel  # the camera model of the depth image (its own size)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    prediction: np.ndarray | None = None  # the model's output resized to the depth image, before conversion
+
+
+# Online scale recovery (depth_ros.scale_recovery): called with (map, kind, depth-image camera) where kind is
+# 'disparity' (relative models: the raw map; return (s, t) with 1/D = s*d + t) or 'depth' (metric models: the
+# metric depth; return (s, _) to refine it to D / s). None keeps the settings' conversion.
+ScaleHook = Callable[[np.ndarray, str, CameraModel], "tuple[float, float] | None"]
 
 
 def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -52,6 +60,7 @@ class DepthEstimator:
         self.contract = contract
         self.settings = settings or PipelineSettings()
         self._geometry_cache: dict[tuple[int, int], InputGeometry] = {}
+        self.scale_hook: ScaleHook | None = None  # online scale recovery (the node sets it once)
 
     @classmethod
     def from_path(cls, model_path: str | Path, backend: str = "auto", options: BackendOptions | None = None,
@@ -100,15 +109,26 @@ class DepthEstimator:
         width, height = output_size(camera.width, camera.height, self.settings.output_scale)
         depth_camera = camera.scaled_to(width, height)
         prediction = postprocess(raw, geometry, width, height)
+        relative = self.contract.output_kind == "relative_disparity"
+        scale, shift = self.settings.disparity_scale, self.settings.disparity_shift
+        scale_hook = self.scale_hook
+        if scale_hook is not None and relative:
+            fitted = scale_hook(prediction, "disparity", depth_camera)
+            if fitted is not None:
+                scale, shift = fitted
         ctx = MetricContext(
             f_over_w=camera.f_over_w,
             fx_at_input=camera.fx * geometry.scale_x,
-            disparity_scale=self.settings.disparity_scale,
-            disparity_shift=self.settings.disparity_shift,
+            disparity_scale=scale,
+            disparity_shift=shift,
             focal_rescale=self.settings.focal_rescale,
         )
         depth = to_metric(prediction, self.contract, ctx)
+        if scale_hook is not None and not relative:
+            fitted = scale_hook(depth, "depth", depth_camera)
+            if fitted is not None:
+                depth *= np.float32(1.0 / fitted[0])
         low, high = self.depth_range()
         apply_depth_range(depth, low, high if math.isfinite(high) else np.inf)
         timings["postprocess"] = time.perf_counter() - t0
-        return DepthFrame(depth=depth, camera=depth_camera, timings=timings)
+        return DepthFrame(depth=depth, camera=depth_camera, timings=timings, prediction=prediction)

@@ -3,11 +3,13 @@
     ros2 launch depth_ros depth.launch.py
     ros2 launch depth_ros depth.launch.py namespace:=camera image:=color/image_raw model:=my_model.onnx
     ros2 launch depth_ros depth.launch.py rviz:=true
+    ros2 launch depth_ros depth.launch.py navigation:=true   # + /camera/scan, /camera/points_filtered
 
 Topics (with the defaults, namespace 'camera'): the node subscribes /camera/color/image_raw and
 /camera/color/camera_info and publishes /camera/depth, /camera/depth/camera_info, /camera/points
-and /camera/depth/colored. `image` and `camera_info` are remapped relative to `namespace`
-(give an absolute name, starting with '/', to point outside it).
+and /camera/depth/colored (with navigation:=true also /camera/scan and /camera/points_filtered,
+for Nav2: config/nav2_costmap_depth.yaml). `image` and `camera_info` are remapped relative to
+`namespace` (give an absolute name, starting with '/', to point outside it).
 
 `use_large_data_profile` (default true) sets FASTDDS_DEFAULT_PROFILES_FILE to the shipped
 config/fastdds_large_data.xml for the processes started here, unless it is already set: without
@@ -43,6 +45,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "model": ("", "ONNX model (path, or file name in the package's models/); '' keeps the params file's"),
     "backend": ("", "auto | onnxruntime | tensorrt | torch; '' keeps the params file's"),
     "image_transport": ("", "raw | compressed; '' keeps the params file's"),
+    "navigation": ("", "true: also publish 'scan' and 'points_filtered' for Nav2 (parameter navigation_outputs); "
+                   "'' keeps the params file's"),
     "namespace": ("camera", "namespace of the node and of its topics"),
     "image": ("color/image_raw", "input image topic (relative to the namespace unless it starts with '/')"),
     "camera_info": ("color/camera_info", "input CameraInfo topic (relative to the namespace unless absolute)"),
@@ -66,14 +70,18 @@ def parse_bool(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def node_overrides(values: Mapping[str, str]) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+def node_overrides(values: Mapping[str, str]) -> tuple[list[dict[str, str | bool]], list[tuple[str, str]]]:
     """Launch-argument values -> (parameter overrides, remappings) for depth_node.
 
     Parameter overrides: a list holding one dict of the parameter arguments that were given
-    (non-blank), or an empty list when none were (the params file alone decides). Remappings:
-    ('image', target) and ('camera_info', target) for each non-blank target.
+    (non-blank), or an empty list when none were (the params file alone decides); `navigation`
+    becomes the boolean parameter navigation_outputs. Remappings: ('image', target) and
+    ('camera_info', target) for each non-blank target.
     """
-    given = {name: values[name].strip() for name in PARAMETER_ARGUMENTS if values.get(name, "").strip()}
+    given: dict[str, str | bool] = {name: values[name].strip() for name in PARAMETER_ARGUMENTS
+                                    if values.get(name, "").strip()}
+    if values.get("navigation", "").strip():
+        given["navigation_outputs"] = parse_bool(values["navigation"])
     remappings = [(name, values[name].strip()) for name in REMAP_ARGUMENTS if values.get(name, "").strip()]
     return ([given] if given else []), remappings
 
@@ -119,8 +127,8 @@ def _launch_setup(context: Any) -> list[Any]:
     overrides, remappings = node_overrides(values)
     # value_type=str: launch would otherwise YAML-parse the strings ('off' -> False, '1' -> 1).
     parameters: list[Any] = [params_file]
-    parameters += [{name: ParameterValue(value, value_type=str) for name, value in group.items()}
-                   for group in overrides]
+    parameters += [{name: value if isinstance(value, bool) else ParameterValue(value, value_type=str)
+                    for name, value in group.items()} for group in overrides]
 
     actions: list[Any] = []
     environment = getattr(context, "environment", os.environ)  # Humble+: the launch's own environment

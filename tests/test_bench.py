@@ -1,0 +1,40 @@
+"""`depth-ros bench` runs and reports what it measured (numbers are printed, never asserted as time limits)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ros_harness import DOMAIN_ID
+
+from depth_ros.dds import local_ros_env
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bench_stages_e2e_and_soak_report(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    domain = DOMAIN_ID + 3
+    result = subprocess.run(
+        [sys.executable, "-m", "depth_ros.cli", "bench", "--model", "null", "--size", "640x480", "--frames", "40",
+         "--e2e", "--soak", "120", "--rate", "30", "--domain-id", str(domain), "--json", str(out)],
+        env=local_ros_env(domain), capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    stages = report["stages"]["null 640x480 xyz"]
+    for stage in ("decode", "preprocess", "inference", "postprocess", "cloud", "serialise", "node_total"):
+        assert stages[stage]["n"] == 40 and stages[stage]["p50"] > 0, stage
+        assert stages[stage]["p50"] <= stages[stage]["p95"] <= stages[stage]["p99"]
+    e2e = report["e2e"]["null 640x480 @ 30 Hz"]
+    assert e2e["sent"] == 40
+    # Every frame the node received is accounted for: published, dropped (newest wins) or skipped.
+    diag = e2e["node_diagnostics"]
+    assert int(diag["frames_received"]) == sum(int(diag[k]) for k in
+                                               ("frames_published", "frames_dropped", "frames_skipped"))
+    assert e2e["received"]["depth"] > 0 and e2e["latency_ms"]["depth"]["n"] == e2e["received"]["depth"]
+    soak = report["soak"]
+    assert soak["frames_sent"] == 120 and soak["all_accounted"], soak
+    assert soak["threads"][1] >= 1 and soak["fds"][1] >= 1
+    assert "p50" in result.stdout  # the printed table
