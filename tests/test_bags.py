@@ -344,7 +344,10 @@ def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path) ->
     ns = "/bagtest"
     cli = [sys.executable, "-m", "depth_ros.cli", "bag"]
     node = subprocess.Popen([sys.executable, "-m", "depth_ros.node", "--ros-args", "--params-file", str(PARAMS_FILE),
-                             "-r", f"__ns:={ns}", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}"],
+                             "-r", f"__ns:={ns}", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}",
+                             # Reliable: the bag holds ONE frame, and a best-effort first sample can be lost
+                             # while the node's reader is still discovering the player (seen on a loaded machine).
+                             "-p", "qos_reliability:=reliable"],
                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     recorded = tmp_path / "recorded"
     recorder = subprocess.Popen([*cli, "record", str(recorded), "--topics", f"{ns}/depth", f"{ns}/points",
@@ -361,7 +364,7 @@ def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path) ->
         assert recorder.poll() is None, record_out
         time.sleep(2.0)  # the node's publishers match the recorder's subscriptions (else: no subscribers)
         player = subprocess.run([*cli, "play", str(ROS2_BAG), "--topics", INFO_TOPIC, IMAGE_TOPIC,
-                                 "--wait-for-subscribers", "60"], env=env, cwd=REPO, capture_output=True, text=True,
+                                 "--wait-for-subscribers", "60", "--reliable"], env=env, cwd=REPO, capture_output=True, text=True,
                                 timeout=120)
         assert player.returncode == 0, player.stdout + player.stderr
         assert "published 2 messages" in player.stdout
