@@ -525,11 +525,15 @@ def fill_cloud_msg(
     rgb: np.ndarray | None = None,
     *,
     point_field_cls: type | None = None,
-) -> None:
-    """Fill an organised PointCloud2 message (header left to the caller).
+    buffer: array.array | None = None,
+) -> array.array:
+    """Fill an organised PointCloud2 message (header left to the caller); returns its data buffer.
 
     ``point_field_cls`` builds the field descriptions (e.g. a rosbags PointField class);
-    by default sensor_msgs.msg.PointField is imported lazily.
+    by default sensor_msgs.msg.PointField is imported lazily. ``buffer``: the array returned by
+    an earlier call with the same layout (size and rgb or not), reused when the size still fits —
+    saves allocating and zeroing tens of MB per frame. Only valid once the earlier message has been
+    published or serialised (both copy the data).
     """
     if point_field_cls is None:
         # Lazy import: keep this module importable without ROS.
@@ -542,7 +546,9 @@ def fill_cloud_msg(
     point_step = cloud_point_step(with_rgb)
     # Pack straight into the zeroed array.array the message keeps: clouds are tens of MB,
     # and packing into numpy first would cost a second allocation and a full copy.
-    data = array.array("B", b"\0") * (h * w * point_step)
+    size = h * w * point_step
+    # Padding bytes are never written, so a buffer of the same layout is still zero there.
+    data = buffer if buffer is not None and len(buffer) == size else array.array("B", b"\0") * size
     view = np.frombuffer(data, dtype=np.uint8)
     _pack_cloud_into(view, xyz, rgb)
     del view  # release the buffer export so the array.array can be resized later
@@ -557,6 +563,7 @@ def fill_cloud_msg(
     msg.row_step = int(w) * point_step
     msg.is_dense = False  # organised clouds keep NaN points for invalid pixels
     msg.data = data
+    return data
 
 
 def cloud_msg_to_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:

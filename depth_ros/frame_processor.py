@@ -130,6 +130,8 @@ class FrameProcessor:
     def __init__(self, estimator: DepthEstimator, values: Mapping[str, Any]) -> None:
         self.estimator = estimator
         self.cameras = CameraRegistry()
+        # The last cloud's data buffer and layout, reused by the next frame of the same layout.
+        self._cloud_buffer: tuple[Any, Any] | None = None
         self._lock = threading.Lock()  # settings change (parameter callback) vs. a frame in flight
         self._values: dict[str, Any] = {}
         self.configure(values)
@@ -182,8 +184,12 @@ class FrameProcessor:
             points = depth_to_points(frame.depth, frame.camera, stride)
             colours = cloud_colours(rgb, frame.depth.shape, stride) if values["cloud_color"] else None
             cloud = _new_message(PointCloud2, header)
-            codecs.fill_cloud_msg(cloud, points, colours, point_field_cls=PointField)
-            emit(POINTS, cloud)
+            layout = (points.shape[:2], colours is not None)
+            previous = self._cloud_buffer
+            reuse = previous[1] if previous is not None and previous[0] == layout else None
+            buffer = codecs.fill_cloud_msg(cloud, points, colours, point_field_cls=PointField, buffer=reuse)
+            emit(POINTS, cloud)  # publishes or serialises (copies) the cloud: its buffer is free again
+            self._cloud_buffer = (layout, buffer)
         t4 = time.perf_counter()
         timings["publish_depth"] = t3 - t2
         timings["cloud"] = t4 - t3

@@ -645,3 +645,21 @@ def test_fill_cloud_msg_rosbags() -> None:
     xyz, rgb = cloud_msg_to_arrays(msg)
     np.testing.assert_array_equal(xyz, XYZ)
     np.testing.assert_array_equal(rgb, CLOUD_RGB)
+
+
+def test_fill_cloud_msg_reuses_a_buffer_of_the_same_layout() -> None:
+    """A reused buffer gives exactly the bytes a fresh one gives (padding stays zero), and is the same object."""
+    rng = np.random.default_rng(7)
+    first_xyz = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    second_xyz = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    first = PointCloud2()
+    buffer = codecs.fill_cloud_msg(first, first_xyz, rgb, point_field_cls=PointField)
+    reused, fresh = PointCloud2(), PointCloud2()
+    again = codecs.fill_cloud_msg(reused, second_xyz, rgb, point_field_cls=PointField, buffer=buffer)
+    codecs.fill_cloud_msg(fresh, second_xyz, rgb, point_field_cls=PointField)
+    assert again is buffer
+    assert bytes(reused.data) == bytes(fresh.data) == codecs.pack_cloud(second_xyz, rgb).tobytes()
+    # A buffer of another size is not used.
+    other = codecs.fill_cloud_msg(PointCloud2(), second_xyz[:2], rgb[:2], point_field_cls=PointField, buffer=buffer)
+    assert other is not buffer and len(other) == 2 * 5 * 32
