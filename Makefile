@@ -8,11 +8,12 @@ STAMP := $(VENV)/.setup-stamp
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt setup.py setup.cfg package.xml
+$(STAMP): requirements.txt requirements-nodeps.txt setup.py setup.cfg package.xml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "setup needs $(PYTHON) (the ROS 2 Kilted wheels are built for CPython 3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=70" wheel
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@test -x $(BIN)/depth_node && test -x $(BIN)/depth-ros
 	touch $(STAMP)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 EXIT_INTERRUPTED = 130
+ACK_TIMEOUT_S = 10.0  # reliable playback: how long the last messages may take to be acknowledged
 
 
 def _err(command: str, message: str) -> None:
@@ -73,6 +74,9 @@ def cmd_play(args: argparse.Namespace) -> int:
             _err("play", f"no subscriber on every topic within {args.wait_for_subscribers:.0f} s")
             return 1
         count = player.play()
+        if not player.wait_for_all_acked(ACK_TIMEOUT_S):
+            print(f"bag play: warning: not every reliable subscriber acknowledged within {ACK_TIMEOUT_S:.0f} s",
+                  file=sys.stderr, flush=True)
         print(f"bag play: published {count} messages", flush=True)
         return 0
     except KeyboardInterrupt:

@@ -99,6 +99,23 @@ class Player:
     def stop(self) -> None:
         self._stop.set()
 
+    def wait_for_all_acked(self, timeout_s: float) -> bool:
+        """With reliable QoS: wait until every subscriber acknowledged what was published.
+
+        Exiting right after the last publish destroys the writers while a megabyte image may still
+        be in flight or due for a resend, and the subscriber never gets it. Best effort: no-op.
+        """
+        if not self.options.reliable:
+            return True
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        for publisher in self._publishers.values():
+            left = max(0.0, deadline - time.monotonic())
+            if not publisher.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+                return False
+        return True
+
     def play(self) -> int:
         """Publish until the bag (or the loops) end or stop() is called; returns messages published."""
         passes = 0

@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bag_parser(sub)
 
+    from depth_ros.training.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
+
+    from depth_ros.model_tools import add_model_tool_parsers
+
+    add_model_tool_parsers(sub)  # export, build-engine, verify
+
     p = sub.add_parser("bench", help="measure per-stage and end-to-end latency, delivery and soak (prints numbers)")
     p.add_argument("--model", action="append", dest="models",
                    help="models to measure (repeatable; default: null and default)")

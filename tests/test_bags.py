@@ -364,11 +364,11 @@ def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path) ->
         assert recorder.poll() is None, record_out
         time.sleep(2.0)  # the node's publishers match the recorder's subscriptions (else: no subscribers)
         player = subprocess.run([*cli, "play", str(ROS2_BAG), "--topics", INFO_TOPIC, IMAGE_TOPIC,
-                                 "--wait-for-subscribers", "60", "--reliable"], env=env, cwd=REPO, capture_output=True, text=True,
-                                timeout=120)
+                                 "--wait-for-subscribers", "60", "--reliable"],
+                                env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert player.returncode == 0, player.stdout + player.stderr
         assert "published 2 messages" in player.stdout
-        time.sleep(2.0)  # the frame's outputs reach the recorder
+        time.sleep(3.0)  # the frame's outputs reach the recorder
     finally:
         recorder.send_signal(signal.SIGINT)
         record_out += recorder.communicate(timeout=30)[0]
@@ -380,7 +380,7 @@ def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path) ->
     written = by_topic(recorded)
     for kind, cls in (("depth", Image), ("points", PointCloud2), ("depth/camera_info", CameraInfo)):
         live = written.get(f"{ns}/{kind}", [])
-        assert len(live) == 1, (kind, record_out, node_out)
+        assert len(live) == 1, f"{kind}: {len(live)} messages\nrecorder:\n{record_out}\nnode:\n{node_out}"
         got = deserialize_message(live[0].data, cls)
         want = deserialize_message(expected[f"{OUT_NS}/{kind}"][0].data, cls)
         assert got == want, kind  # header included: the live node stamps outputs with the bag's image header

@@ -97,26 +97,11 @@ def _register_builtin() -> None:
     from depth_ros.backends import onnxruntime_backend
 
     onnxruntime_backend.register()
-    register_backend(
-        "tensorrt",
-        _not_in_this_release("tensorrt"),
-        lambda: "the TensorRT backend is not part of this release yet; use backend 'onnxruntime' "
-        "(its CUDA provider is used when onnxruntime-gpu is installed)",
-        priority=-1,
-    )
-    register_backend(
-        "torch",
-        _not_in_this_release("torch"),
-        lambda: "the torch backend is not part of this release yet; use backend 'onnxruntime'",
-        priority=-1,
-    )
+    # Imported lazily inside their factories/probes: neither module needs torch or TensorRT to import.
+    from depth_ros.backends import tensorrt_backend, torch_backend
 
-
-def _not_in_this_release(name: str) -> BackendFactory:
-    def factory(path: Path, options: BackendOptions) -> InferenceBackend:
-        raise BackendUnavailable(f"backend {name!r} is not part of this release yet")
-
-    return factory
+    tensorrt_backend.register()
+    torch_backend.register()
 
 
 _register_builtin()

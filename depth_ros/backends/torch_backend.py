@@ -1,0 +1,67 @@
+"""PyTorch backend: eager fp32/fp16 on CPU or CUDA — the reference for 'depth-ros verify' and a fallback.
+
+The model is a Depth Anything V2 checkpoint (official .pth, or a Hugging Face directory's
+safetensors file); its contract comes from the network definition, with a dynamic input size
+(shorter side 518, sides multiples of 14: the official preprocessing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depth_ros.backends import BackendOptions, ModelLoadError, register_backend
+
+
+def _probe() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        return f"torch is not installed ({exc}); pip install torch"
+    return None
+
+
+class TorchBackend:
+    name = "torch"
+    fixed_input_size: tuple[int, int] | None = None
+
+    def __init__(self, path: Path, options: BackendOptions, half: bool = False) -> None:
+        import torch
+
+        from depth_ros.contract import METADATA_KEY, ModelContract
+        from depth_ros.nets.checkpoints import CheckpointError, load_depth_anything_v2
+
+        if path.suffix == ".onnx":
+            raise ModelLoadError(f"backend 'torch' runs checkpoints (.pth or a Hugging Face directory), not {path}")
+        source = path.parent if path.suffix == ".safetensors" else path
+        try:
+            model = load_depth_anything_v2(source)
+        except CheckpointError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        cuda = options.device in ("auto", "cuda") and torch.cuda.is_available()
+        if options.device == "cuda" and not cuda:
+            raise ModelLoadError("device 'cuda' was requested but torch sees no CUDA device")
+        self.device = "cuda" if cuda else "cpu"
+        if options.num_threads > 0:
+            torch.set_num_threads(options.num_threads)
+        self._dtype = torch.float16 if half and cuda else torch.float32
+        self._model = model.to(self.device, self._dtype)
+        encoder = {384: "vits", 768: "vitb", 1024: "vitl"}[model.config.vit.dim]
+        contract = ModelContract.from_dict(model.contract_fields(encoder, 518, 518))
+        self._metadata = {METADATA_KEY: contract.to_json()}
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._metadata)
+
+    def infer(self, tensor: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(tensor, dtype=np.float32)).to(self.device, self._dtype)
+            return self._model(x).float().cpu().numpy()
+
+
+def register() -> None:
+    register_backend("torch", TorchBackend, _probe, priority=0)

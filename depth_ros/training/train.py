@@ -1,0 +1,269 @@
+"""Distil a student (`depth-ros train`): data, perturbations, losses, validation, checkpoints, export.
+
+Single process on CPU or one GPU; under ``torchrun`` (WORLD_SIZE > 1) each rank trains on its shard of every
+epoch's batches with DistributedDataParallel and rank 0 validates, checkpoints and exports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depth_ros.evaluation import align, depth_metrics
+from depth_ros.training import augment, losses
+from depth_ros.training.data import Examples
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "student_cnn_s"
+    width: int = 256
+    height: int = 192
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_fraction: float = 0.1
+    cutmix_p: float = 0.5
+    trim: float = 0.1  # top fraction of per-pixel losses ignored on pseudo labels
+    gradient_weight: float = 2.0
+    metric_weight: float = 1.0  # SILog + log-L1 on canonical (metric) labels
+    perturb: bool = True
+    max_depth: float = 20.0  # declared in the exported contract
+    threads: int = 0
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    val_abs_rel: float
+    val_delta1: float
+    seconds: float
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), world
+    return 0, 1
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # third-party code only; this module uses explicit Generators
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation split of n examples (at least one of each when n ≥ 2)."""
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    n_val = min(n - 1, max(1, int(round(n * val_fraction)))) if n >= 2 and val_fraction > 0 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def to_tensors(data: Examples, index: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                 torch.Tensor]:
+    rgb = torch.from_numpy(data.rgb[index]).to(device).permute(0, 3, 1, 2).float() / 255.0
+    label = torch.from_numpy(data.label[index]).to(device)
+    valid = torch.isfinite(label) & (label > 0)
+    return rgb, torch.nan_to_num(label, nan=1.0), valid
+
+
+def region_loss(config: TrainConfig, kind: str, trim: float):
+    """Per-image loss of one region: affine-invariant + gradient matching (+ metric terms on canonical labels)."""
+
+    def per_image(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        total = losses.affine_invariant_per_image(pred, target, mask, trim)
+        total = total + config.gradient_weight * losses.gradient_matching_per_image(pred, target, mask)
+        if kind == "canonical" and config.metric_weight > 0:
+            n = mask.flatten(1).sum(1).clamp(min=1)
+            log_l1 = ((torch.log(pred.clamp(min=1e-6)) - torch.log(target.clamp(min=1e-6))).abs() * mask)
+            total = total + config.metric_weight * (losses.silog_per_image(pred, target, mask)
+                                                    + log_l1.flatten(1).sum(1) / n)
+        return total
+
+    return per_image
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, data: Examples, index: np.ndarray, device: torch.device,
+             batch_size: int = 16) -> tuple[float, float]:
+    """Mean AbsRel and δ1 of the student against the labels (depth = 1/label up to f/W, which cancels).
+
+    Canonical labels are scored as they are (metric); relative ones after a least-squares scale and shift in
+    disparity space (the evaluation module's standard alignment).
+    """
+    if index.size == 0:
+        return math.nan, math.nan
+    model.eval()
+    abs_rel, delta1 = [], []
+    for start in range(0, index.size, batch_size):
+        rgb, label, valid = to_tensors(data, index[start : start + batch_size], device)
+        pred = model(normalise(rgb))[:, 0].float().cpu().numpy()
+        for p, t, v in zip(pred, label.cpu().numpy(), valid.cpu().numpy(), strict=True):
+            truth = np.where(v, 1.0 / np.maximum(t, 1e-9), np.nan)
+            if data.kind == "canonical":
+                with np.errstate(divide="ignore"):
+                    depth = np.where(p > 0, 1.0 / p, np.nan)
+            else:
+                depth, _ = align(p, "disparity", truth, v, "lstsq_disparity")
+            m = depth_metrics(depth, truth, min_depth=1e-6, boundary=False)
+            abs_rel.append(m.abs_rel)
+            delta1.append(m.delta1)
+    model.train()
+    return float(np.nanmean(abs_rel)), float(np.nanmean(delta1))
+
+
+def _save(path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer, scheduler, epoch: int,
+          generator: torch.Generator, config: TrainConfig, history: list[EpochResult]) -> None:
+    state = {
+        "model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+        "epoch": epoch, "torch_rng": torch.get_rng_state(), "augment_rng": generator.get_state(),
+        "config": json.dumps(asdict(config)), "history": json.dumps([asdict(h) for h in history]),
+    }
+    tmp = path.with_suffix(".partial")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint (tensors, numbers and JSON strings only: loaded with weights_only=True, no pickled code)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_student(arch: str) -> torch.nn.Module:
+    from depth_ros.nets import build
+
+    return build(arch)
+
+
+def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | None = None,
+          log=print) -> list[EpochResult]:
+    """Train a student on ``data``; writes out/last.pt (every epoch) and out/best.pt (best validation AbsRel)."""
+    rank, world = _distributed()
+    seed_everything(config.seed)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = torch.device(f"cuda:{rank % max(torch.cuda.device_count(), 1)}" if torch.cuda.is_available() else "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    train_index, val_index = split(len(data), config.val_fraction, config.seed)
+    if train_index.size == 0:
+        raise ValueError("no training examples")
+    model = build_student(config.arch).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, math.ceil(train_index.size / (config.batch_size * world)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.lr, total_steps=config.epochs * steps_per_epoch,
+                                                    pct_start=0.15)
+    generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
+    history: list[EpochResult] = []
+    first_epoch = 0
+    if resume is not None:
+        state = load_checkpoint(resume)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["augment_rng"])
+        history = [EpochResult(**h) for h in json.loads(state["history"])]
+        first_epoch = int(state["epoch"]) + 1
+        log(f"resumed from {resume} at epoch {first_epoch}")
+    trained = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    trim = config.trim if data.pseudo else 0.0
+    loss_fn = region_loss(config, data.kind, trim)
+    best = min((h.val_abs_rel for h in history if math.isfinite(h.val_abs_rel)), default=math.inf)
+    model.train()
+    for epoch in range(first_epoch, config.epochs):
+        t0 = time.perf_counter()
+        order = train_index[np.random.default_rng([config.seed, epoch]).permutation(train_index.size)]
+        order = order[rank::world]  # this rank's shard (DistributedSampler's split, on an explicit permutation)
+        total, count = 0.0, 0
+        for start in range(0, order.size, config.batch_size):
+            batch = np.sort(order[start : start + config.batch_size])
+            rgb, label, valid = to_tensors(data, batch, device)
+            b, _, h, w = rgb.shape
+            region = torch.zeros(b, h, w, dtype=torch.bool, device=device)
+            partner = torch.roll(torch.arange(b), 1)
+            if config.perturb:
+                if b > 1 and config.cutmix_p > 0:
+                    region = augment.cutmix_boxes(b, h, w, generator, config.cutmix_p).to(device)
+                    rgb = augment.apply_cutmix(rgb, region, partner.to(device))
+                rgb = augment.gaussian_blur(augment.colour_jitter(rgb, generator), generator)
+            pred = trained(normalise(rgb))[:, 0]
+            loss = losses.cutmix_loss(loss_fn, pred, label, label[partner], valid, valid[partner], region)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if scheduler.last_epoch < scheduler.total_steps - 1:
+                scheduler.step()
+            total += float(loss.detach()) * b
+            count += b
+        abs_rel, delta1 = validate(model, data, val_index, device) if rank == 0 else (math.nan, math.nan)
+        result = EpochResult(epoch, total / max(count, 1), abs_rel, delta1, time.perf_counter() - t0)
+        history.append(result)
+        if rank == 0:
+            log(f"epoch {epoch + 1}/{config.epochs}: loss {result.train_loss:.4f}  val AbsRel {abs_rel:.4f}  "
+                f"delta1 {delta1:.3f}  ({result.seconds:.1f} s)")
+            _save(out / "last.pt", model, optimiser, scheduler, epoch, generator, config, history)
+            if math.isfinite(abs_rel) and abs_rel < best or not math.isfinite(best) and epoch == config.epochs - 1:
+                best = abs_rel if math.isfinite(abs_rel) else best
+                _save(out / "best.pt", model, optimiser, scheduler, epoch, generator, config, history)
+    return history
+
+
+def export_onnx(model: torch.nn.Module, out: str | Path, config: TrainConfig, kind: str, name: str = "",
+                source: str = "") -> Path:
+    """ONNX (opset 17, fixed input size) with its depth_ros contract embedded."""
+    import onnx
+
+    from depth_ros.contract import ModelContract
+    from depth_ros.graph_models import set_contract
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    dummy = torch.zeros(1, 3, config.height, config.width)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (dummy,), str(out), opset_version=17, dynamo=False, input_names=["image"],
+                          output_names=["depth"])
+    proto = onnx.load(str(out))
+    contract = ModelContract.from_dict({
+        "output_kind": "canonical_inverse_depth" if kind == "canonical" else "relative_disparity",
+        "input": {"height": config.height, "width": config.width, "resize": "stretch", "channels": "rgb",
+                  "scale": 1.0 / 255.0, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "min_depth": 0.1, "max_depth": config.max_depth,
+        "name": name or f"{config.arch} student", "license": "Apache-2.0",
+        "source": source or f"trained with depth_ros: {config.command}",
+    })
+    set_contract(proto, contract)
+    onnx.save(proto, str(out))
+    return out

@@ -1,0 +1,106 @@
+"""A short distillation on real frames: a tiny ONNX teacher -> a tinier student; its export runs in depth_node.
+
+The teacher is a small random conv net exported to ONNX with a canonical_inverse_depth contract and run
+through the node's own backends (ONNX Runtime). The student's error against the teacher is measured here,
+independently of the training code, before and after training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from oracles import camera_info, rgb_image
+
+from depth_ros.training import data as d
+from depth_ros.training.train import TrainConfig, build_student, export_onnx, load_checkpoint, normalise, train
+
+REPO = Path(__file__).resolve().parent.parent
+FRAMES = [REPO / "data/realsense_d435/color.png", REPO / "data/tum_fr2_desk/rgb_1.png",
+          REPO / "data/tum_fr2_desk/rgb_2.png"]
+W, H = 96, 64
+
+
+def _student_vs_teacher(model: torch.nn.Module, examples: d.Examples) -> float:
+    """Mean |ln C_student − ln C_teacher| over the frames (computed here, not by the training code)."""
+    model.eval()
+    with torch.no_grad():
+        rgb = torch.from_numpy(examples.rgb).permute(0, 3, 1, 2).float() / 255.0
+        pred = model(normalise(rgb))[:, 0].numpy()
+    model.train()
+    return float(np.mean(np.abs(np.log(pred) - np.log(examples.label))))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("distill")
+    torch.manual_seed(0)
+    teacher = build_student("tiny_conv")
+    with torch.no_grad():  # a teacher with a clearly image-dependent output
+        teacher[-2].weight.mul_(8.0)
+        teacher[-2].bias.fill_(1.0)
+    teacher_path = export_onnx(teacher, tmp / "teacher.onnx", TrainConfig(width=128, height=96), "canonical",
+                               name="tiny teacher")
+    images = [d.read_rgb(p) for p in FRAMES]
+    labeller = d.TeacherLabeller(str(teacher_path), tmp / "cache")
+    examples = d.teacher_examples(images, labeller, W, H)
+    assert labeller.computed == 3 and examples.kind == "canonical"
+    again = d.TeacherLabeller(str(teacher_path), tmp / "cache")
+    cached = d.teacher_examples(images, again, W, H)
+    assert again.computed == 0 and np.array_equal(cached.label, examples.label)  # pseudo labels from the cache
+
+    config = TrainConfig(arch="student_cnn_xs", width=W, height=H, epochs=40, batch_size=3, lr=1e-2, seed=0,
+                         val_fraction=0.0, threads=2)
+    torch.manual_seed(config.seed)
+    before = _student_vs_teacher(build_student("student_cnn_xs"), examples)
+    history = train(config, examples, tmp / "run", log=lambda _: None)
+    student = build_student("student_cnn_xs")
+    student.load_state_dict(load_checkpoint(tmp / "run" / "last.pt")["model"])
+    after = _student_vs_teacher(student, examples)
+    onnx_path = export_onnx(student, tmp / "student.onnx", config, "canonical")
+    return {"before": before, "after": after, "history": history, "student": student, "onnx": onnx_path,
+            "examples": examples, "tmp": tmp, "config": config}
+
+
+def test_student_vs_teacher_error_falls(trained: dict) -> None:
+    print(f"student vs teacher mean |ln C| error: {trained['before']:.3f} -> {trained['after']:.3f}")
+    assert trained["after"] < 0.7 * trained["before"]  # measured: 0.585 -> 0.305
+    assert len(trained["history"]) == trained["config"].epochs
+
+
+def test_exported_student_matches_torch_and_resume_continues(trained: dict) -> None:
+    examples = trained["examples"]
+    session = ort.InferenceSession(str(trained["onnx"]), providers=["CPUExecutionProvider"])
+    rgb = torch.from_numpy(examples.rgb[:1]).permute(0, 3, 1, 2).float() / 255.0
+    x = normalise(rgb)
+    with torch.no_grad():
+        expected = trained["student"].eval()(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], expected, rtol=1e-4, atol=1e-5)
+    # Resuming from the last checkpoint of a finished run trains the remaining epochs only (none here).
+    config = trained["config"]
+    history = train(config, examples, trained["tmp"] / "run", resume=trained["tmp"] / "run" / "last.pt",
+                    log=lambda _: None)
+    assert len(history) == config.epochs
+
+
+def test_trained_student_runs_in_the_node_and_gives_finite_metric_depth(trained: dict, depth_node) -> None:
+    fx, fy, cx, cy = 613.2037, 613.4193, 319.9388, 239.1830  # the D435 colour camera (data/README)
+    bgr = cv2.imread(str(FRAMES[0]), cv2.IMREAD_COLOR)
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    _, client = depth_node({"model": str(trained["onnx"]), "min_depth": 0.01, "max_depth": 1000.0})
+    out = client.send(rgb_image(rgb), camera_info(640, 480, fx, fy, cx, cy), 1_000_000_000, wanted=("depth",))
+    depth = np.frombuffer(out.depth.data, np.float32).reshape(out.depth.height, out.depth.width)
+    assert depth.shape == (480, 640)
+    assert np.isfinite(depth).mean() > 0.99
+    # Metric conversion with the camera's focal length: D = (fx/W) / C, C = the student's output (ONNX Runtime).
+    session = ort.InferenceSession(str(trained["onnx"]), providers=["CPUExecutionProvider"])
+    small = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x = ((small - mean) / std).astype(np.float32).transpose(2, 0, 1)[None]
+    c = session.run(None, {"image": x})[0][0, 0]
+    expected_median = float(np.median((fx / 640) / c))
+    assert abs(float(np.nanmedian(depth)) / expected_median - 1) < 0.05
