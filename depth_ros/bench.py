@@ -148,6 +148,7 @@ def _print_e2e(key: str, result: dict[str, Any]) -> None:
     if diag:
         keys = ("frames_received", "frames_published", "frames_dropped", "frames_skipped")
         print("  node: " + ", ".join(f"{k} {diag.get(k, '?')}" for k in keys))
+    print(f"  SIGINT -> node exited (code {result['exit_code']}) in {result['shutdown_s']:.2f} s")
 
 
 def _soak_summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -167,5 +168,7 @@ def _soak_summary(result: dict[str, Any]) -> dict[str, Any]:
         "threads": [warm[0]["threads"], samples[-1]["threads"]],
         "fds": [warm[0]["fds"], samples[-1]["fds"]],
         "latency_ms": result["latency_ms"],
+        "shutdown_s": result["shutdown_s"],
+        "exit_code": result["exit_code"],
     }
 

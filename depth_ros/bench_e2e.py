@@ -48,6 +48,8 @@ class E2EResult:
     delivered_fraction: float = 0.0
     node_diagnostics: dict[str, str] = field(default_factory=dict)
     process_samples: list[dict[str, float]] = field(default_factory=list)
+    shutdown_s: float = float("nan")  # SIGINT -> the node's process has exited
+    exit_code: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,9 +168,11 @@ def run_e2e(config: E2EConfig) -> E2EResult:
     finally:
         node.destroy_node()
         rclpy.shutdown()
+        signalled = time.perf_counter()
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=10)
+            result.exit_code = process.wait(timeout=10)
+            result.shutdown_s = time.perf_counter() - signalled
         except subprocess.TimeoutExpired:
             process.kill()
     result.received = {name: len(values) for name, values in latencies.items()}

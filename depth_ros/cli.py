@@ -41,13 +41,6 @@ def _cmd_contract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_build_default_model(args: argparse.Namespace) -> int:
-    from depth_ros.graph_models import build_room_prior
-
-    print(f"wrote {build_room_prior(args.out)}")
-    return 0
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from depth_ros.demo import print_summary, run_demo
 
@@ -71,10 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", metavar="JSON_FILE", help="embed this contract (validated first)")
     p.add_argument("--output", help="write to this file instead of changing MODEL in place")
     p.set_defaults(func=_cmd_contract)
-
-    p = sub.add_parser("build-default-model", help="(re)build the embedded default model")
-    p.add_argument("--out", default="models/room_prior.onnx")
-    p.set_defaults(func=_cmd_build_default_model)
 
     p = sub.add_parser("demo", help="play the bundled D435 sample into a live depth_node and record it")
     p.add_argument("--out", default="out/demo")

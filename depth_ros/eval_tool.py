@@ -150,6 +150,21 @@ def folder_samples(pairs: list[tuple[Path, Path]], depth_scale: float,
         yield Sample(rgb_path.stem, truth, rgb, camera)
 
 
+def synthetic_samples(count: int, seed: int, width: int, height: int) -> Iterator[Sample]:
+    """Procedural frames (depth_ros.synthetic) with exact depth and intrinsics; sky (no hit) has no data.
+
+    Use a seed no training run used: `depth-ros train --synthetic-seed` picks the training frames.
+    """
+    from depth_ros.synthetic.generator import sample as synthetic_sample
+
+    for index in range(count):
+        frame = synthetic_sample(seed, index, width, height)
+        c = frame.camera
+        truth = np.where(np.isfinite(frame.depth), frame.depth, np.nan).astype(np.float32)
+        yield Sample(f"synthetic_{seed}_{index:05d}", truth, frame.rgb, pinhole_camera(width, height, c.fx, c.fy,
+                                                                                        c.cx, c.cy))
+
+
 # ----------------------------------------------------------------------------- bags
 
 
@@ -442,6 +457,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gt.add_argument("--dataset", choices=sorted(DATASETS), help="preset depth scale, intrinsics and depth range")
     for name in ("fx", "fy", "cx", "cy"):
         gt.add_argument(f"--{name}", type=float, help="intrinsics of the colour images (pixels)")
+    gt.add_argument("--synthetic", type=int, metavar="N", help="N procedural frames with exact depth (held out: "
+                    "use a --synthetic-seed no training run used)")
+    gt.add_argument("--synthetic-seed", type=int, default=1000)
+    gt.add_argument("--synthetic-size", default="640x480", metavar="WxH")
     gt.add_argument("--bag", type=Path, help="a bag with ground-truth depth (registered to the image)")
     gt.add_argument("--depth-topic", help="ground-truth depth topic in --bag (32FC1 m or 16UC1 mm)")
     gt.add_argument("--image-topic", help="colour image topic in --bag (needed with --model)")
@@ -487,7 +506,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         align_mode = args.align or "none"
 
     samples: Iterator[Sample]
-    if args.rgb_dir is not None or args.depth_dir is not None or args.associations is not None:
+    if args.synthetic:
+        width, height = (int(v) for v in args.synthetic_size.lower().split("x"))
+        samples = synthetic_samples(args.synthetic, args.synthetic_seed, width, height)
+    elif args.rgb_dir is not None or args.depth_dir is not None or args.associations is not None:
         depth_scale = args.depth_scale or preset.get("depth_scale")
         if depth_scale is None:
             raise ValueError("give --depth-scale (TUM 5000, NYU 1000, KITTI 256) or --dataset")

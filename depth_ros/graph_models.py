@@ -1,13 +1,10 @@
 """Small ONNX graphs the project builds itself, and embedding a contract into any ONNX model.
 
-- `map_model`: a graph whose output is a given map (used for the embedded default "room prior"
-  and by the tests' oracle models, whose output is a known exact depth/inverse depth).
-- `room_prior_map`: the default model's output: canonical inverse depth of an empty box room.
+- `map_model`: a graph whose output is a given map, whatever the image (the tests' oracle models,
+  whose output is a known exact depth/inverse depth, and the benchmarks' null model).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -52,50 +49,3 @@ def map_model(output: np.ndarray, contract: ModelContract, input_size: tuple[int
     onnx.checker.check_model(model)
     set_contract(model, contract)
     return model
-
-
-def room_prior_map(height: int, width: int, f_over_w: float = 0.9, floor: float = 1.0,
-                   ceiling: float = 1.6, half_width: float = 2.0, far: float = 6.0) -> np.ndarray:
-    """Canonical inverse depth C = (f/W) / Z of an empty box room seen level from its middle.
-
-    Floor ``floor`` m below the camera, ceiling ``ceiling`` m above, side walls ``half_width``
-    m left and right, far wall ``far`` m ahead, for a camera with focal ratio ``f_over_w``.
-    """
-    f = f_over_w * width
-    u = np.arange(width, dtype=np.float64) + 0.5 - width / 2
-    v = np.arange(height, dtype=np.float64) + 0.5 - height / 2
-    x_n, y_n = np.meshgrid(u / f, v / f)
-    with np.errstate(divide="ignore"):
-        candidates = np.stack([
-            np.where(y_n > 0, floor / y_n, np.inf),
-            np.where(y_n < 0, ceiling / -y_n, np.inf),
-            np.where(x_n != 0, half_width / np.abs(x_n), np.inf),
-            np.full_like(x_n, far),
-        ])
-    z = candidates.min(axis=0)
-    return (f_over_w / z).astype(np.float32)
-
-
-ROOM_PRIOR_CONTRACT = {
-    "output_kind": "canonical_inverse_depth",
-    "input": {"height": 192, "width": 256, "resize": "stretch", "channels": "rgb",
-              "scale": 1.0 / 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "min_depth": 0.1,
-    "max_depth": 20.0,
-    "name": "depth_ros room prior (geometric placeholder, not learned)",
-    "license": "Apache-2.0",
-    "source": "depth-ros build-default-model (depth_ros.graph_models.room_prior_map)",
-}
-
-
-def build_room_prior(path: str | Path) -> Path:
-    """Write the embedded default model to ``path``."""
-    import onnx
-
-    contract = ModelContract.from_dict(ROOM_PRIOR_CONTRACT)
-    prior = room_prior_map(contract.input.height, contract.input.width)
-    model = map_model(prior, contract, (contract.input.height, contract.input.width))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 # The embedded default model (see models/README.md for what it is and its limits).
-DEFAULT_MODEL_FILE = "room_prior.onnx"
+DEFAULT_MODEL_FILE = "depth_ros_student_s.onnx"
 PACKAGE = "depth_ros"
 
 

@@ -33,6 +33,8 @@ def test_bench_stages_e2e_and_soak_report(tmp_path: Path) -> None:
     diag = e2e["node_diagnostics"]
     assert int(diag["frames_received"]) == sum(int(diag[k]) for k in
                                                ("frames_published", "frames_dropped", "frames_skipped"))
+    assert e2e["exit_code"] == 0 and e2e["shutdown_s"] > 0  # SIGINT: a clean exit (its time is printed)
+    assert "SIGINT -> node exited (code 0)" in result.stdout
     assert e2e["received"]["depth"] > 0 and e2e["latency_ms"]["depth"]["n"] == e2e["received"]["depth"]
     soak = report["soak"]
     assert soak["frames_sent"] == 120 and soak["all_accounted"], soak

@@ -40,7 +40,8 @@ def test_colcon_build_installs_package(tmp_path: Path) -> None:
         assert os.access(install / "lib" / "depth_ros" / script, os.X_OK), script
     share = install / "share" / "depth_ros"
     for name in ("package.xml", "launch/depth.launch.py", "config/depth.yaml", "config/fastdds_large_data.xml",
-                 "models/room_prior.onnx", "rviz/depth.rviz", "data/realsense_d435/d435_rosbag2/metadata.yaml"):
+                 "models/depth_ros_student_s.onnx", "rviz/depth.rviz",
+                 "data/realsense_d435/d435_rosbag2/metadata.yaml"):
         assert (share / name).is_file(), name
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "depth_ros").is_file()
 
@@ -53,4 +54,4 @@ def test_colcon_build_installs_package(tmp_path: Path) -> None:
     assert probe.returncode == 0, probe.stderr
     module_file, model = probe.stdout.split()
     assert Path(module_file).is_relative_to(install)
-    assert Path(model) == share / "models" / "room_prior.onnx"
+    assert Path(model) == share / "models" / "depth_ros_student_s.onnx"

@@ -217,3 +217,41 @@ def test_eval_cli_explains_missing_inputs(tmp_path: Path, capsys: pytest.Capture
     assert "--depth-scale" in capsys.readouterr().err
     assert cli_main(["eval", "--depth-dir", str(TUM), "--depth-scale", "5000", "--out", str(tmp_path)]) == 1
     assert "--model or --processed-bag" in capsys.readouterr().err
+
+
+def test_eval_on_held_out_synthetic_frames(tmp_path: Path) -> None:
+    """--synthetic: procedural frames with the generator's exact depth and intrinsics as the ground truth."""
+    from depth_ros.eval_tool import synthetic_samples
+    from depth_ros.synthetic.generator import sample
+
+    for s in synthetic_samples(3, 1234, 96, 64):
+        index = int(s.name.rsplit("_", 1)[1])
+        frame = sample(1234, index, 96, 64)
+        finite = np.isfinite(frame.depth)
+        np.testing.assert_array_equal(s.truth[finite], frame.depth[finite])
+        assert np.isnan(s.truth[~finite]).all()  # sky: no data, never a number
+        np.testing.assert_array_equal(s.rgb, frame.rgb)
+        c = frame.camera
+        assert s.camera is not None and (s.camera.fx, s.camera.fy, s.camera.cx, s.camera.cy) == (c.fx, c.fy, c.cx, c.cy)
+    out = tmp_path / "synthetic"
+    assert cli_main(["eval", "--synthetic", "2", "--synthetic-seed", "1234", "--synthetic-size", "128x96",
+                     "--model", "default", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 2 and math.isfinite(summary["metrics"]["abs_rel"]["mean"])
+
+
+def test_embedded_default_student_matches_its_model_card(tmp_path: Path) -> None:
+    """The shipped default: ≤ 20 MB, canonical inverse depth, and the TUM accuracy its card reports
+    (median-aligned AbsRel 0.285, δ1 0.546) -- a guard against shipping a broken or different model."""
+    from depth_ros.models import resolve_model_path
+    from depth_ros.pipeline import DepthEstimator
+
+    path = resolve_model_path("default")
+    assert path.stat().st_size <= 20e6
+    assert DepthEstimator.from_path(path).contract.output_kind == "canonical_inverse_depth"
+    out = tmp_path / "tum"
+    assert cli_main(["eval", "--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2", "--model",
+                     "default", "--align", "median", "--out", str(out), "--max-error-maps", "0"]) == 0
+    m = json.loads((out / "summary.json").read_text())["metrics"]
+    assert m["abs_rel"]["mean"] == pytest.approx(0.285, abs=0.01)
+    assert m["delta1"]["mean"] == pytest.approx(0.546, abs=0.02)

@@ -104,3 +104,20 @@ def test_trained_student_runs_in_the_node_and_gives_finite_metric_depth(trained:
     c = session.run(None, {"image": x})[0][0, 0]
     expected_median = float(np.median((fx / 640) / c))
     assert abs(float(np.nanmedian(depth)) / expected_median - 1) < 0.05
+
+
+def test_init_starts_from_a_checkpoints_weights_at_another_size(trained: dict) -> None:
+    """`--init`: fine-tuning starts from the given weights (any input size: the students are fully convolutional)."""
+    examples = trained["examples"]
+    big = d.Examples(np.stack([cv2.resize(x, (2 * W, 2 * H)) for x in examples.rgb]),
+                     np.stack([cv2.resize(x, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST) for x in examples.label]),
+                     examples.kind, examples.pseudo)
+    config = TrainConfig(arch="student_cnn_xs", width=2 * W, height=2 * H, epochs=1, batch_size=3, lr=0.0, seed=1,
+                         val_fraction=0.0, threads=2)
+    start = load_checkpoint(trained["tmp"] / "run" / "last.pt")["model"]
+    train(config, big, trained["tmp"] / "finetune", log=lambda _: None, init=trained["tmp"] / "run" / "last.pt")
+    after = load_checkpoint(trained["tmp"] / "finetune" / "last.pt")["model"]
+    weights = [k for k in start if k.endswith(".weight")]
+    assert weights and all(torch.equal(start[k], after[k]) for k in weights)  # lr 0: still the initial weights
+    fresh = build_student("student_cnn_xs").state_dict()
+    assert not all(torch.equal(start[k], fresh[k]) for k in weights)

@@ -47,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     t.add_argument("--max-depth", type=float, default=20.0, help="metres: labels beyond are ignored; contract range")
     t.add_argument("--resume", help="checkpoint to continue from (OUT/last.pt)")
+    t.add_argument("--init", help="start from this checkpoint's weights only (fine-tuning: another size, new data)")
     p.add_argument("--export", metavar="OUT.onnx", help="export the best checkpoint to ONNX with its contract")
     p.add_argument("--name", default="", help="model name in the exported contract")
     p.set_defaults(func=run)
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     examples = load_data(args, width, height)
     print(f"{len(examples)} examples ({examples.kind} labels{', pseudo' if examples.pseudo else ''}) at "
           f"{width}x{height}; student {args.arch}")
-    history = train(config, examples, out, args.resume)
+    history = train(config, examples, out, args.resume, init=args.init)
     (out / "history.json").write_text(json.dumps([h.__dict__ for h in history], indent=1))
     if args.export and int(__import__("os").environ.get("RANK", "0")) == 0:
         best = out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt"

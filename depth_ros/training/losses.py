@@ -45,8 +45,10 @@ def trimmed_mean(per_pixel: torch.Tensor, mask: torch.Tensor, trim: float) -> to
     Depth Anything V2 ignores the 10 % largest losses on pseudo-labelled images: noisy labels there
     (sky, reflections, thin structures) would otherwise dominate the gradient.
     """
-    flat = torch.where(mask, per_pixel, torch.full_like(per_pixel, float("inf"))).flatten(1)
     n = _count(mask)
+    if trim <= 0.0:  # exact labels: a plain masked mean (no per-image sort)
+        return (per_pixel * mask).flatten(1).sum(dim=1) / n.clamp(min=1).to(per_pixel.dtype)
+    flat = torch.where(mask, per_pixel, torch.full_like(per_pixel, float("inf"))).flatten(1)
     keep = n - torch.floor(n.to(per_pixel.dtype) * trim).to(n.dtype)
     ordered, _ = torch.sort(flat, dim=1)
     rank = torch.arange(ordered.shape[1], device=ordered.device)[None, :]
@@ -63,8 +65,18 @@ def affine_invariant_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.
 
 def affine_invariant_per_image(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                                trim: float = 0.0) -> torch.Tensor:
-    residual = (normalise_disparity(pred, mask) - normalise_disparity(target, mask)).abs()
-    return trimmed_mean(residual, mask, trim)
+    residual = normalise_disparity(pred, mask) - normalise_disparity(target, mask)
+    return trimmed_mean(residual.abs(), mask, trim)
+
+
+def affine_and_gradient_per_image(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, trim: float = 0.0,
+                                  gradient_weight: float = 2.0, scales: int = 4) -> torch.Tensor:
+    """affine_invariant_per_image + gradient_weight * gradient_matching_per_image, normalising only once."""
+    residual = normalise_disparity(pred, mask) - normalise_disparity(target, mask)
+    total = trimmed_mean(residual.abs(), mask, trim)
+    if gradient_weight:
+        total = total + gradient_weight * _gradient_matching(residual, mask, scales)
+    return total
 
 
 def gradient_matching_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
@@ -80,7 +92,10 @@ def gradient_matching_per_image(pred: torch.Tensor, target: torch.Tensor, mask: 
     |∂y R| over neighbour pairs whose both pixels are in ``mask``; the scales are averaged. It keeps
     edges sharp: R is constant wherever the prediction is right up to the normalisation.
     """
-    residual = normalise_disparity(pred, mask) - normalise_disparity(target, mask)
+    return _gradient_matching(normalise_disparity(pred, mask) - normalise_disparity(target, mask), mask, scales)
+
+
+def _gradient_matching(residual: torch.Tensor, mask: torch.Tensor, scales: int) -> torch.Tensor:
     per_scale = []
     for k in range(scales):
         step = 2**k

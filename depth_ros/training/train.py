@@ -98,8 +98,7 @@ def region_loss(config: TrainConfig, kind: str, trim: float):
     """Per-image loss of one region: affine-invariant + gradient matching (+ metric terms on canonical labels)."""
 
     def per_image(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        total = losses.affine_invariant_per_image(pred, target, mask, trim)
-        total = total + config.gradient_weight * losses.gradient_matching_per_image(pred, target, mask)
+        total = losses.affine_and_gradient_per_image(pred, target, mask, trim, config.gradient_weight)
         if kind == "canonical" and config.metric_weight > 0:
             n = mask.flatten(1).sum(1).clamp(min=1)
             log_l1 = ((torch.log(pred.clamp(min=1e-6)) - torch.log(target.clamp(min=1e-6))).abs() * mask)
@@ -163,7 +162,7 @@ def build_student(arch: str) -> torch.nn.Module:
 
 
 def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | None = None,
-          log=print) -> list[EpochResult]:
+          log=print, init: str | Path | None = None) -> list[EpochResult]:
     """Train a student on ``data``; writes out/last.pt (every epoch) and out/best.pt (best validation AbsRel)."""
     rank, world = _distributed()
     seed_everything(config.seed)
@@ -174,7 +173,11 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
     train_index, val_index = split(len(data), config.val_fraction, config.seed)
     if train_index.size == 0:
         raise ValueError("no training examples")
-    model = build_student(config.arch).to(device)
+    model = build_student(config.arch)
+    if init is not None and resume is None:
+        model.load_state_dict(load_checkpoint(init)["model"])  # fully convolutional: any input size
+        log(f"initialised from {init}")
+    model = model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(train_index.size / (config.batch_size * world)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.lr, total_steps=config.epochs * steps_per_epoch,
