@@ -36,6 +36,7 @@ import yaml
 
 from depth_ros.bagio import BagError, BagReader, BagWriter, RawMessage
 from depth_ros.frame_processor import OUTPUT_KINDS, OUTPUT_TYPES, FrameProcessor, FrameSkipped
+from depth_ros.memory import tune_malloc_for_large_messages
 from depth_ros.progress import Progress
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -283,6 +284,7 @@ def process_bag(bag: str | Path, out: str | Path, image_topics: list[str] | None
 
     from depth_ros.camera import CameraInfoError
 
+    tune_malloc_for_large_messages()  # every output is serialised (copied) once: reuse those buffers
     out = Path(out)
     values = load_parameters(params_file, overrides or [])
     start = time.monotonic()

@@ -31,6 +31,7 @@ from depth_ros.contract import ContractError
 from depth_ros.dds import PROFILE as LARGE_DATA_PROFILE
 from depth_ros.diagnostics import PipelineStats, Throttle
 from depth_ros.frame_processor import CAMERA_INFO, COLORED, DEPTH, POINTS, FrameProcessor, FrameSkipped, Wanted
+from depth_ros.memory import tune_malloc_for_large_messages
 from depth_ros.models import package_file, resolve_model_path
 from depth_ros.navigation_msgs import NavigationOutputs
 from depth_ros.navigation_msgs import create_publishers as create_navigation_publishers
@@ -316,6 +317,7 @@ class DepthNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    tune_malloc_for_large_messages()  # before the first multi-MB message (depth_ros.memory)
     rclpy.init(args=args)
     node: DepthNode | None = None
     try:

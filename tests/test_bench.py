@@ -23,7 +23,7 @@ def test_bench_stages_e2e_and_soak_report(tmp_path: Path) -> None:
         env=local_ros_env(domain), capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
-    stages = report["stages"]["null 640x480 xyz"]
+    stages = report["stages"]["null 640x480 depth+xyz"]
     for stage in ("decode", "preprocess", "inference", "postprocess", "cloud", "serialise", "node_total"):
         assert stages[stage]["n"] == 40 and stages[stage]["p50"] > 0, stage
         assert stages[stage]["p50"] <= stages[stage]["p95"] <= stages[stage]["p99"]
