@@ -121,3 +121,94 @@ def test_init_starts_from_a_checkpoints_weights_at_another_size(trained: dict) -
     assert weights and all(torch.equal(start[k], after[k]) for k in weights)  # lr 0: still the initial weights
     fresh = build_student("student_cnn_xs").state_dict()
     assert not all(torch.equal(start[k], fresh[k]) for k in weights)
+
+
+def test_rgbd_bag_as_teacher_and_bag_images_with_a_model_teacher(tmp_path: Path, trained: dict) -> None:
+    """`train --bag --depth-topic`: the sensor's registered depth becomes canonical labels (f/W)/Z; `train --bag
+    --teacher`: the bag's images are labelled by the teacher. Both through the command line, one epoch each."""
+    from rclpy.serialization import serialize_message
+    from test_evaluation import _image_msg
+
+    from depth_ros.bagio import BagWriter
+    from depth_ros.cli import main as cli_main
+
+    fx, fy, cx, cy = 613.2037, 613.4193, 319.9388, 239.1830  # the D435 colour camera (data/README)
+    rgb = d.read_rgb(FRAMES[0])
+    depth_mm = cv2.imread(str(REPO / "data/realsense_d435/depth_in_color_mm.png"), cv2.IMREAD_UNCHANGED)
+    info = camera_info(640, 480, fx, fy, cx, cy)
+    bag = tmp_path / "rgbd"
+    stamps = [1_000_000_000 + k * 33_000_000 for k in range(2)]
+    with BagWriter(bag) as writer:
+        for stamp in stamps:
+            writer.write("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp, serialize_message(info))
+            writer.write("/cam/image", "sensor_msgs/msg/Image", stamp,
+                         serialize_message(_image_msg(rgb, "rgb8", stamp)))
+            writer.write("/cam/depth", "sensor_msgs/msg/Image", stamp + 1,
+                         serialize_message(_image_msg(depth_mm, "16UC1", stamp)))
+    examples = d.sensor_examples(bag, "/cam/depth", "/cam/image", "/cam/camera_info", 128, 96, 20.0)
+    assert len(examples) == 2 and examples.kind == "canonical" and not examples.pseudo
+    z = cv2.resize(depth_mm.astype(np.float32) / 1000.0, (128, 96), interpolation=cv2.INTER_NEAREST)
+    valid = z > 0
+    np.testing.assert_allclose(examples.label[0][valid], (fx / 640) / z[valid], rtol=1e-5)
+    assert np.isnan(examples.label[0][~valid]).all()  # no depth -> no label, never 0
+    common = ["--arch", "student_cnn_xs", "--input-size", "128x96", "--epochs", "1", "--batch-size", "2",
+              "--val-fraction", "0", "--threads", "2"]
+    assert cli_main(["train", "--out", str(tmp_path / "rgbd_run"), "--bag", str(bag), "--image-topic", "/cam/image",
+                     "--depth-topic", "/cam/depth", "--camera-info-topic", "/cam/camera_info", *common]) == 0
+    assert (tmp_path / "rgbd_run" / "last.pt").is_file()
+    assert cli_main(["train", "--out", str(tmp_path / "teacher_run"), "--bag", str(bag), "--image-topic", "/cam/image",
+                     "--teacher", str(trained["onnx"]), *common]) == 0
+    assert len(list((tmp_path / "teacher_run" / "label_cache").glob("*.npz"))) == 1  # two equal frames, one label
+
+
+def test_two_process_ddp_run_under_torchrun(tmp_path: Path) -> None:
+    """`torchrun -m depth_ros.cli train`: two ranks (gloo on CPU) train one model; rank 0 validates and writes."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "depth_ros.cli", "train", "--out", str(out), "--synthetic", "16", "--input-size", "64x64",
+         "--arch", "student_cnn_xs", "--epochs", "2", "--batch-size", "4", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.stdout.count("epoch 2/2") == 1  # only rank 0 reports
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1] and all(np.isfinite(h["val_abs_rel"]) for h in history)
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+
+
+def test_feature_alignment_to_a_frozen_encoder_raises_similarity(tmp_path: Path, trained: dict) -> None:
+    """--align-encoder: the student's projected deepest features move towards a frozen DA-V2 encoder's."""
+    from depth_ros.nets.depth_anything_v2 import build as build_dav2
+    from depth_ros.training.losses import feature_alignment_loss
+    from depth_ros.training.train import AlignedStudent, FrozenEncoder
+
+    torch.manual_seed(3)
+    checkpoint = tmp_path / "dav2_vits_random.pth"
+    torch.save(build_dav2("vits").state_dict(), checkpoint)  # random weights: the loading path is the real one
+    config = TrainConfig(arch="student_cnn_xs", width=W, height=H, epochs=15, batch_size=3, lr=1e-2, seed=0,
+                         val_fraction=0.0, threads=2, feature_weight=5.0, perturb=False)
+    lines: list[str] = []
+    train(config, trained["examples"], tmp_path / "aligned", log=lines.append, align_encoder=checkpoint)
+    assert any("feature alignment" in line for line in lines)
+    state = load_checkpoint(tmp_path / "aligned" / "last.pt")
+    assert state["projection"]["weight"].shape == (384, 48, 1, 1)
+
+    # The same initial student + projection train() started from (same seed, same construction order).
+    torch.manual_seed(config.seed)
+    start = AlignedStudent(build_student("student_cnn_xs"), FrozenEncoder(checkpoint).channels)
+    frozen = FrozenEncoder(checkpoint)
+    end = AlignedStudent(build_student("student_cnn_xs"), frozen.channels)
+    end.student.load_state_dict(state["model"])
+    end.projection.load_state_dict(state["projection"])
+    rgb = torch.from_numpy(trained["examples"].rgb).permute(0, 3, 1, 2).float() / 255.0
+    x = normalise(rgb)
+    with torch.no_grad():
+        target = frozen(x)
+        before = float(feature_alignment_loss(start.eval()(x)[1], target, margin=1.0))
+        after = float(feature_alignment_loss(end.eval()(x)[1], target, margin=1.0))
+    print(f"1 - cosine to the frozen encoder: {before:.3f} -> {after:.3f}")
+    assert after < 0.7 * before

@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     t.add_argument("--max-depth", type=float, default=20.0, help="metres: labels beyond are ignored; contract range")
     t.add_argument("--resume", help="checkpoint to continue from (OUT/last.pt)")
+    t.add_argument("--align-encoder", metavar="CKPT", help="feature alignment to this frozen Depth Anything V2 "
+                   "encoder (.pth or Hugging Face directory): 1 - cosine similarity, margin 0.85")
+    t.add_argument("--align-weight", type=float, default=1.0, help="weight of the feature alignment loss")
     t.add_argument("--init", help="start from this checkpoint's weights only (fine-tuning: another size, new data)")
     p.add_argument("--export", metavar="OUT.onnx", help="export the best checkpoint to ONNX with its contract")
     p.add_argument("--name", default="", help="model name in the exported contract")
@@ -89,6 +92,7 @@ def load_data(args: argparse.Namespace, width: int, height: int):
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
 
     import torch
 
@@ -98,14 +102,17 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(arch=args.arch, width=width, height=height, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, val_fraction=args.val_fraction, cutmix_p=args.cutmix,
                          perturb=not args.no_perturb, max_depth=args.max_depth, threads=args.threads,
+                         feature_weight=args.align_weight,
                          command="depth-ros " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     out = Path(args.out)
     examples = load_data(args, width, height)
     print(f"{len(examples)} examples ({examples.kind} labels{', pseudo' if examples.pseudo else ''}) at "
           f"{width}x{height}; student {args.arch}")
-    history = train(config, examples, out, args.resume, init=args.init)
+    history = train(config, examples, out, args.resume, init=args.init, align_encoder=args.align_encoder)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 validates and writes
+        return 0
     (out / "history.json").write_text(json.dumps([h.__dict__ for h in history], indent=1))
-    if args.export and int(__import__("os").environ.get("RANK", "0")) == 0:
+    if args.export:
         best = out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt"
         model = build_student(args.arch)
         model.load_state_dict(load_checkpoint(best)["model"])

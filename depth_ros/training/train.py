@@ -40,6 +40,8 @@ class TrainConfig:
     trim: float = 0.1  # top fraction of per-pixel losses ignored on pseudo labels
     gradient_weight: float = 2.0
     metric_weight: float = 1.0  # SILog + log-L1 on canonical (metric) labels
+    feature_weight: float = 1.0  # feature alignment to a frozen encoder (only with one: --align-encoder)
+    feature_margin: float = 0.85  # pixels already this similar are left alone (DESIGN.md §4)
     perturb: bool = True
     max_depth: float = 20.0  # declared in the exported contract
     threads: int = 0
@@ -94,6 +96,45 @@ def to_tensors(data: Examples, index: np.ndarray, device: torch.device) -> tuple
     return rgb, torch.nan_to_num(label, nan=1.0), valid
 
 
+class FrozenEncoder(torch.nn.Module):
+    """A frozen DINOv2 (from a Depth Anything V2 checkpoint): its last used block's patch features, (B, C, h, w).
+
+    Takes the student's (ImageNet-normalised) input, resized to multiples of the 14-pixel patch.
+    """
+
+    def __init__(self, checkpoint: str | Path) -> None:
+        super().__init__()
+        from depth_ros.nets.checkpoints import load_depth_anything_v2
+
+        model = load_depth_anything_v2(checkpoint)
+        self.encoder = model.pretrained.eval().requires_grad_(False)
+        self.layer = model.config.layers[-1]
+        self.channels = model.config.vit.dim
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.nn import functional as F
+
+        patch = 14
+        h, w = (max(patch, round(side / patch) * patch) for side in x.shape[-2:])
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        tokens = self.encoder.intermediate(x, (self.layer,))[0]
+        return tokens.transpose(1, 2).reshape(x.shape[0], self.channels, h // patch, w // patch)
+
+
+class AlignedStudent(torch.nn.Module):
+    """The student plus a 1x1 projection of its deepest features to the frozen encoder's width (training only)."""
+
+    def __init__(self, student: torch.nn.Module, channels: int) -> None:
+        super().__init__()
+        self.student = student
+        self.projection = torch.nn.Conv2d(student.feature_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, deepest = self.student.forward_features(x)
+        return out, self.projection(deepest)
+
+
 def region_loss(config: TrainConfig, kind: str, trim: float):
     """Per-image loss of one region: affine-invariant + gradient matching (+ metric terms on canonical labels)."""
 
@@ -139,12 +180,15 @@ def validate(model: torch.nn.Module, data: Examples, index: np.ndarray, device: 
 
 
 def _save(path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer, scheduler, epoch: int,
-          generator: torch.Generator, config: TrainConfig, history: list[EpochResult]) -> None:
+          generator: torch.Generator, config: TrainConfig, history: list[EpochResult],
+          learner: torch.nn.Module | None = None) -> None:
     state = {
         "model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
         "epoch": epoch, "torch_rng": torch.get_rng_state(), "augment_rng": generator.get_state(),
         "config": json.dumps(asdict(config)), "history": json.dumps([asdict(h) for h in history]),
     }
+    if isinstance(learner, AlignedStudent):
+        state["projection"] = learner.projection.state_dict()
     tmp = path.with_suffix(".partial")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -162,7 +206,7 @@ def build_student(arch: str) -> torch.nn.Module:
 
 
 def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | None = None,
-          log=print, init: str | Path | None = None) -> list[EpochResult]:
+          log=print, init: str | Path | None = None, align_encoder: str | Path | None = None) -> list[EpochResult]:
     """Train a student on ``data``; writes out/last.pt (every epoch) and out/best.pt (best validation AbsRel)."""
     rank, world = _distributed()
     seed_everything(config.seed)
@@ -178,7 +222,15 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
         model.load_state_dict(load_checkpoint(init)["model"])  # fully convolutional: any input size
         log(f"initialised from {init}")
     model = model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    frozen: FrozenEncoder | None = None
+    learner: torch.nn.Module = model  # what the optimiser trains: the student (+ its feature projection)
+    if align_encoder is not None:
+        if not hasattr(model, "forward_features"):
+            raise ValueError(f"student {config.arch!r} exposes no features to align (forward_features)")
+        frozen = FrozenEncoder(align_encoder).to(device)
+        learner = AlignedStudent(model, frozen.channels).to(device)
+        log(f"feature alignment to {align_encoder} (weight {config.feature_weight}, margin {config.feature_margin})")
+    optimiser = torch.optim.AdamW(learner.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(train_index.size / (config.batch_size * world)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.lr, total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.15)
@@ -188,6 +240,8 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
     if resume is not None:
         state = load_checkpoint(resume)
         model.load_state_dict(state["model"])
+        if frozen is not None and "projection" in state:
+            learner.projection.load_state_dict(state["projection"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -195,11 +249,11 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
         history = [EpochResult(**h) for h in json.loads(state["history"])]
         first_epoch = int(state["epoch"]) + 1
         log(f"resumed from {resume} at epoch {first_epoch}")
-    trained = model
+    trained = learner
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        trained = DistributedDataParallel(learner, device_ids=[device.index] if device.type == "cuda" else None)
     trim = config.trim if data.pseudo else 0.0
     loss_fn = region_loss(config, data.kind, trim)
     best = min((h.val_abs_rel for h in history if math.isfinite(h.val_abs_rel)), default=math.inf)
@@ -220,8 +274,16 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
                     region = augment.cutmix_boxes(b, h, w, generator, config.cutmix_p).to(device)
                     rgb = augment.apply_cutmix(rgb, region, partner.to(device))
                 rgb = augment.gaussian_blur(augment.colour_jitter(rgb, generator), generator)
-            pred = trained(normalise(rgb))[:, 0]
+            x = normalise(rgb)
+            if frozen is not None:
+                pred, features = trained(x)
+                pred = pred[:, 0]
+            else:
+                pred = trained(x)[:, 0]
             loss = losses.cutmix_loss(loss_fn, pred, label, label[partner], valid, valid[partner], region)
+            if frozen is not None:  # the semantic prior of the frozen encoder, on what the student saw
+                loss = loss + config.feature_weight * losses.feature_alignment_loss(features, frozen(x),
+                                                                                     config.feature_margin)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -235,10 +297,10 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
         if rank == 0:
             log(f"epoch {epoch + 1}/{config.epochs}: loss {result.train_loss:.4f}  val AbsRel {abs_rel:.4f}  "
                 f"delta1 {delta1:.3f}  ({result.seconds:.1f} s)")
-            _save(out / "last.pt", model, optimiser, scheduler, epoch, generator, config, history)
+            _save(out / "last.pt", model, optimiser, scheduler, epoch, generator, config, history, learner)
             if math.isfinite(abs_rel) and abs_rel < best or not math.isfinite(best) and epoch == config.epochs - 1:
                 best = abs_rel if math.isfinite(abs_rel) else best
-                _save(out / "best.pt", model, optimiser, scheduler, epoch, generator, config, history)
+                _save(out / "best.pt", model, optimiser, scheduler, epoch, generator, config, history, learner)
     return history
 
 
