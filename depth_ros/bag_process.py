@@ -199,13 +199,14 @@ def load_parameters(params_file: str | Path | None, overrides: list[str]) -> dic
 
 
 def load_estimator(values: dict[str, Any]) -> Any:
-    from depth_ros.backends import BackendOptions, ModelLoadError
+    from depth_ros.backends import ModelLoadError
     from depth_ros.contract import ContractError
     from depth_ros.models import resolve_model_path
+    from depth_ros.parameters import backend_options
     from depth_ros.pipeline import DepthEstimator
 
     path = resolve_model_path(values["model"])
-    options = BackendOptions(num_threads=values["num_threads"], device=values["device"])
+    options = backend_options(values)
     try:
         return DepthEstimator.from_path(path, values["backend"], options)
     except (ModelLoadError, ContractError) as exc:

@@ -57,9 +57,10 @@ class E2EResult:
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
     if not values_ms:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "n": 0}
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan"), "n": 0}
     p50, p95, p99 = np.percentile(values_ms, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "n": len(values_ms)}
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(np.mean(values_ms)),
+            "n": len(values_ms)}
 
 
 def process_sample(pid: int) -> dict[str, float]:

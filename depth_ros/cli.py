@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image sizes (repeatable; default both)")
     p.add_argument("--frames", type=int, default=200, help="frames per measurement")
     p.add_argument("--rate", type=float, default=30.0, help="input rate of the end-to-end runs (Hz)")
-    p.add_argument("--e2e", action="store_true", help="also publisher -> depth_node -> subscriber through DDS")
+    p.add_argument("--e2e", action="store_true",
+                   help="also publisher -> depth_node -> subscriber through DDS (the first --model)")
     p.add_argument("--delivery", action="store_true", help="also the delivered fraction per QoS and DDS profile")
     p.add_argument("--soak", type=int, default=0, metavar="FRAMES", help="also a soak run of FRAMES frames")
     p.add_argument("--domain-id", type=int, default=97, help="ROS_DOMAIN_ID for the DDS runs")

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "CloudXYZ",
     "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
     "POINT_FIELD_FLOAT32",
@@ -476,52 +477,87 @@ def cloud_point_step(with_rgb: bool) -> int:
     return 32 if with_rgb else 16
 
 
-def _check_cloud_inputs(
-    xyz: np.ndarray, rgb: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Shapes/dtypes of pack_cloud's inputs, as arrays."""
-    xyz = np.asarray(xyz)
-    if xyz.ndim != 3 or xyz.shape[2] != 3:
-        raise ValueError(f"xyz must have shape (h, w, 3), got {xyz.shape}")
+# xyz given as one (h, w, 3) array or as three (h, w) planes x, y, z (what depth * rays produces).
+CloudXYZ = np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _cloud_planes(xyz: CloudXYZ, rgb: np.ndarray | None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Validate pack_cloud's inputs; return contiguous float32 planes [x, y, z] and rgb."""
+    if isinstance(xyz, tuple):
+        if len(xyz) != 3:
+            raise ValueError(f"xyz planes must be (x, y, z), got {len(xyz)} arrays")
+        planes = [np.asarray(plane) for plane in xyz]
+        shape = planes[0].shape
+        if len(shape) != 2 or any(plane.shape != shape for plane in planes):
+            raise ValueError(f"xyz planes must be three (h, w) arrays of one shape, got "
+                             f"{[plane.shape for plane in planes]}")
+    else:
+        points = np.asarray(xyz)
+        if points.ndim != 3 or points.shape[2] != 3:
+            raise ValueError(f"xyz must have shape (h, w, 3), got {points.shape}")
+        planes = [points[:, :, axis] for axis in range(3)]
+    planes = [np.ascontiguousarray(plane, dtype=np.float32) for plane in planes]
+    h, w = planes[0].shape
     if rgb is not None:
         rgb = np.asarray(rgb)
-        h, w = xyz.shape[:2]
         if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
             raise ValueError(
                 f"rgb must be a ({h}, {w}, 3) uint8 array to match xyz, "
                 f"got {rgb.dtype} {rgb.shape}"
             )
-    return xyz, rgb
+    return planes, rgb
 
 
-def _pack_cloud_into(out: np.ndarray, xyz: np.ndarray, rgb: np.ndarray | None) -> None:
-    """Write points into a zero-filled flat uint8 buffer of h*w*point_step bytes."""
-    n = xyz.shape[0] * xyz.shape[1]
-    points = out.reshape(n, cloud_point_step(rgb is not None))
-    # Explicit '<f4' so the bytes are little-endian (is_bigendian False) on any host.
-    points.view("<f4")[:, :3] = xyz.reshape(n, 3)
+def _packed_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(h, w) float32 holding each pixel's uint32 0x00RRGGBB bit pattern (PCL's packed rgb)."""
+    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)  # bytes B, G, R, 255
+    packed = bgra.view("<u4")[:, :, 0]
+    packed &= 0x00FFFFFF  # alpha byte 0, as depth_image_proc leaves it
+    return packed.view(np.float32)
+
+
+def _pack_cloud_into(out: np.ndarray, planes: list[np.ndarray], rgb: np.ndarray | None) -> None:
+    """Write the fields of every point into a flat uint8 buffer of h*w*point_step bytes.
+
+    Only the field bytes are written: the padding must already be zero (a fresh zeroed buffer,
+    or one filled by an earlier call with the same layout). One interleaving pass
+    (cv2.mixChannels, a plain 32-bit copy, so NaN payloads and the packed colour bits go through
+    untouched) instead of a strided numpy write per field: at 1280x720 with colour ~5 ms instead
+    of 13 on two cores. The planes' bytes are the host's: every ROS 2 platform is little-endian,
+    as the message declares (is_bigendian false).
+    """
+    h, w = planes[0].shape
+    if h * w == 0:  # an empty (filtered) cloud: nothing to write, and OpenCV rejects empty images
+        return
+    sources = list(planes)
+    pairs = [0, 0, 1, 1, 2, 2]  # (source channel, target channel): x, y, z at floats 0, 1, 2
     if rgb is not None:
-        # Little-endian uint32 0x00RRGGBB is the byte sequence B, G, R, 0.
-        points[:, _RGB_OFFSET : _RGB_OFFSET + 3] = rgb.reshape(n, 3)[:, ::-1]
+        sources.append(_packed_rgb(rgb))
+        pairs += [3, _RGB_OFFSET // 4]
+    target = out.view(np.float32).reshape(h, w, cloud_point_step(rgb is not None) // 4)
+    written = cv2.mixChannels(sources, [target], pairs)
+    if written[0].ctypes.data != target.ctypes.data:  # OpenCV allocated instead of writing in place
+        for source_channel, target_channel in zip(pairs[::2], pairs[1::2], strict=True):
+            target[:, :, target_channel] = sources[source_channel]
 
 
-def pack_cloud(xyz: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
+def pack_cloud(xyz: CloudXYZ, rgb: np.ndarray | None = None) -> np.ndarray:
     """Pack an organised cloud into PointCloud2 bytes (little-endian).
 
-    xyz: (h, w, 3) float32 (NaN for invalid points); rgb: (h, w, 3) uint8 RGB or None.
-    Returns a flat uint8 array of h*w*point_step bytes: x/y/z float32 at 0/4/8, and with
-    rgb a FLOAT32 at 16 holding the uint32 0x00RRGGBB bit pattern; padding bytes are zero.
+    xyz: (h, w, 3) float32 or three (h, w) planes (NaN for invalid points); rgb: (h, w, 3)
+    uint8 RGB or None. Returns a flat uint8 array of h*w*point_step bytes: x/y/z float32 at
+    0/4/8, and with rgb a FLOAT32 at 16 holding the uint32 0x00RRGGBB bit pattern; padding
+    bytes are zero.
     """
-    xyz, rgb = _check_cloud_inputs(xyz, rgb)
-    # np.zeros gives the zero padding for free; only the field columns are written.
-    out = np.zeros(xyz.shape[0] * xyz.shape[1] * cloud_point_step(rgb is not None), np.uint8)
-    _pack_cloud_into(out, xyz, rgb)
+    planes, rgb = _cloud_planes(xyz, rgb)
+    out = np.zeros(planes[0].size * cloud_point_step(rgb is not None), np.uint8)
+    _pack_cloud_into(out, planes, rgb)
     return out
 
 
 def fill_cloud_msg(
     msg: Any,
-    xyz: np.ndarray,
+    xyz: CloudXYZ,
     rgb: np.ndarray | None = None,
     *,
     point_field_cls: type | None = None,
@@ -532,25 +568,25 @@ def fill_cloud_msg(
     ``point_field_cls`` builds the field descriptions (e.g. a rosbags PointField class);
     by default sensor_msgs.msg.PointField is imported lazily. ``buffer``: the array returned by
     an earlier call with the same layout (size and rgb or not), reused when the size still fits —
-    saves allocating and zeroing tens of MB per frame. Only valid once the earlier message has been
-    published or serialised (both copy the data).
+    saves allocating tens of MB per frame. Only valid once the earlier message has been
+    published or serialised (both copy the data). ``xyz``: (h, w, 3) or three (h, w) planes.
     """
     if point_field_cls is None:
         # Lazy import: keep this module importable without ROS.
         from sensor_msgs.msg import PointField
 
         point_field_cls = PointField
-    xyz, rgb = _check_cloud_inputs(xyz, rgb)
+    planes, rgb = _cloud_planes(xyz, rgb)
     with_rgb = rgb is not None
-    h, w = xyz.shape[:2]
+    h, w = planes[0].shape
     point_step = cloud_point_step(with_rgb)
-    # Pack straight into the zeroed array.array the message keeps: clouds are tens of MB,
-    # and packing into numpy first would cost a second allocation and a full copy.
+    # Pack straight into the array.array the message keeps: clouds are tens of MB, and
+    # packing into numpy first would cost a second allocation and a full copy.
     size = h * w * point_step
     # Padding bytes are never written, so a buffer of the same layout is still zero there.
     data = buffer if buffer is not None and len(buffer) == size else array.array("B", b"\0") * size
     view = np.frombuffer(data, dtype=np.uint8)
-    _pack_cloud_into(view, xyz, rgb)
+    _pack_cloud_into(view, planes, rgb)
     del view  # release the buffer export so the array.array can be resized later
     msg.height = int(h)
     msg.width = int(w)

@@ -250,8 +250,9 @@ class ModelPredictor:
                              "(--fx --fy --cx --cy, --dataset, or --camera-info-topic)")
         frame = self.estimator.estimate(sample.rgb, sample.camera)
         if self.relative and align_mode != "none":
-            assert frame.prediction is not None
-            return frame.prediction, "disparity"
+            prediction = frame.prediction_map()  # fetched from the device on the torch path
+            assert prediction is not None
+            return prediction, "disparity"
         return frame.depth, "depth"
 
 

@@ -22,7 +22,7 @@ from depth_ros.camera import CameraInfoError, CameraModel
 from depth_ros.colorize import colorize_depth
 from depth_ros.parameters import pipeline_settings
 from depth_ros.pipeline import DepthEstimator
-from depth_ros.pointcloud import cloud_colours, depth_to_points
+from depth_ros.pointcloud import cloud_colours, depth_to_point_planes
 
 MAX_CAMERA_SIZES = 4  # CameraInfo kept per image size (a driver switching modes, several streams)
 
@@ -161,7 +161,11 @@ class FrameProcessor:
         t1 = time.perf_counter()
         with self._lock:
             values = self._values
-            frame = self.estimator.estimate(rgb, camera)
+            stride = values["cloud_stride"]
+            # The device pipeline builds the points beside the depth and returns both in one copy;
+            # the host path builds them below, straight as the planes the cloud packer interleaves.
+            on_device = wanted.points and self.estimator.uses_device_pipeline
+            frame = self.estimator.estimate(rgb, camera, points_stride=stride if on_device else None)
         timings = {"decode": t1 - t0, **frame.timings}
         header = msg.header
 
@@ -180,14 +184,17 @@ class FrameProcessor:
             emit(COLORED, out)
         t3 = time.perf_counter()
         if wanted.points:
-            stride = values["cloud_stride"]
-            points = depth_to_points(frame.depth, frame.camera, stride)
+            xyz: codecs.CloudXYZ
+            if frame.points is not None and frame.points_stride == stride:
+                xyz = frame.points
+            else:
+                xyz = depth_to_point_planes(frame.depth, frame.camera, stride)
             colours = cloud_colours(rgb, frame.depth.shape, stride) if values["cloud_color"] else None
             cloud = _new_message(PointCloud2, header)
-            layout = (points.shape[:2], colours is not None)
+            layout = (frame.depth[::stride, ::stride].shape, colours is not None)
             previous = self._cloud_buffer
             reuse = previous[1] if previous is not None and previous[0] == layout else None
-            buffer = codecs.fill_cloud_msg(cloud, points, colours, point_field_cls=PointField, buffer=reuse)
+            buffer = codecs.fill_cloud_msg(cloud, xyz, colours, point_field_cls=PointField, buffer=reuse)
             emit(POINTS, cloud)  # publishes or serialises (copies) the cloud: its buffer is free again
             self._cloud_buffer = (layout, buffer)
         t4 = time.perf_counter()

@@ -10,6 +10,7 @@ Invalid results (non-positive, non-finite) become NaN (REP-117: NaN = no measure
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,13 +43,14 @@ def register(kind: str) -> Callable[[Converter], Converter]:
 
 
 def _reciprocal(numerator: float, values: np.ndarray) -> np.ndarray:
-    """numerator / values, NaN where values <= 0 or non-finite (no warnings, float32).
+    """numerator / values as float32; 0, negative and non-finite inputs give values to_metric drops.
 
-    +inf must not pass: numerator / inf = 0 would be published as a valid point at the origin.
+    A plain divide (0.3 ms at 1280x720) rather than a masked one (3 ms): +-0 -> +-inf, +inf -> 0,
+    negative -> negative, NaN -> NaN, and none of those survives to_metric's positive-and-finite
+    rule (+inf must not pass as 0 m: it would be a valid point at the origin).
     """
-    out = np.full(values.shape, np.nan, dtype=np.float32)
-    np.divide(np.float32(numerator), values, out=out, where=(values > 0) & np.isfinite(values))
-    return out
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.divide(np.float32(numerator), values, dtype=np.float32)
 
 
 @register("canonical_inverse_depth")
@@ -61,39 +63,67 @@ def _metric_depth(pred: np.ndarray, contract: ModelContract, ctx: MetricContext)
     factor = 1.0
     if ctx.focal_rescale and contract.focal_ratio is not None:
         factor = ctx.f_over_w / contract.focal_ratio
-    return _positive_or_nan(pred * np.float32(factor))
+    return _scaled(pred, factor)
 
 
 @register("canonical_metric_depth")
 def _canonical_metric_depth(pred: np.ndarray, contract: ModelContract, ctx: MetricContext) -> np.ndarray:
     assert contract.canonical_focal is not None  # guaranteed by contract validation
-    return _positive_or_nan(pred * np.float32(ctx.fx_at_input / contract.canonical_focal))
+    return _scaled(pred, ctx.fx_at_input / contract.canonical_focal)
 
 
 @register("relative_disparity")
 def _relative_disparity(pred: np.ndarray, contract: ModelContract, ctx: MetricContext) -> np.ndarray:
-    inverse = pred * np.float32(ctx.disparity_scale)
-    if ctx.disparity_shift:
-        inverse += np.float32(ctx.disparity_shift)
+    with np.errstate(over="ignore", invalid="ignore"):
+        inverse = pred * np.float32(ctx.disparity_scale)
+        if ctx.disparity_shift:
+            inverse += np.float32(ctx.disparity_shift)
     return _reciprocal(1.0, inverse)
 
 
-def _positive_or_nan(depth: np.ndarray) -> np.ndarray:
-    depth = depth.astype(np.float32, copy=False)
-    depth[~(depth > 0)] = np.nan  # also catches NaN
+def _scaled(pred: np.ndarray, factor: float) -> np.ndarray:
+    """pred * factor as a new float32 array (the input is never modified)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.multiply(pred, np.float32(factor), dtype=np.float32)
+
+
+def _nan_where_not(depth: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Set depth to NaN where ``keep`` is False, in place (``keep`` is consumed)."""
+    np.logical_not(keep, out=keep)
+    np.putmask(depth, keep, np.float32(np.nan))
     return depth
 
 
-def to_metric(pred: np.ndarray, contract: ModelContract, ctx: MetricContext) -> np.ndarray:
-    """Convert a model output (already resized to the depth image size) to metres."""
+def to_metric(pred: np.ndarray, contract: ModelContract, ctx: MetricContext,
+              depth_range: tuple[float, float] = (0.0, math.inf)) -> np.ndarray:
+    """Convert a model output (already resized to the depth image size) to metres.
+
+    Returns a new float32 array: positive finite metres within ``depth_range`` (inclusive),
+    NaN everywhere else (REP-117). The range costs nothing extra: validity and range are one mask.
+    """
     pred = np.asarray(pred, dtype=np.float32)
     depth = CONVERTERS[contract.output_kind](pred, contract, ctx)
-    depth[~np.isfinite(depth)] = np.nan
-    return depth
+    # NaN fails every comparison; the bounds exclude 0 and +-inf whatever range is asked for.
+    low = max(_as_float32_bound(depth_range[0]), _SMALLEST_POSITIVE)
+    high = min(_as_float32_bound(depth_range[1]), _LARGEST_FINITE)
+    keep = np.greater_equal(depth, low)
+    np.logical_and(keep, np.less_equal(depth, high), out=keep)
+    return _nan_where_not(depth, keep)
 
 
 def apply_depth_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
     """Mark depth outside [min_depth, max_depth] as NaN, in place; returns depth."""
-    with np.errstate(invalid="ignore"):
-        depth[(depth < min_depth) | (depth > max_depth)] = np.nan
-    return depth
+    keep = np.greater_equal(depth, _as_float32_bound(min_depth))
+    np.logical_and(keep, np.less_equal(depth, _as_float32_bound(max_depth)), out=keep)
+    return _nan_where_not(depth, keep)
+
+
+_SMALLEST_POSITIVE = np.finfo(np.float32).smallest_subnormal
+_LARGEST_FINITE = np.finfo(np.float32).max
+
+
+def _as_float32_bound(value: float) -> np.float32:
+    """A comparison bound as float32 (bounds beyond float32's range become +-inf without a warning)."""
+    if abs(value) > float(_LARGEST_FINITE):
+        return np.float32(math.copysign(math.inf, value))
+    return np.float32(value)

@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_ros.backends import BackendOptions, ModelLoadError
+from depth_ros.backends import ModelLoadError
 from depth_ros.camera import CameraInfoError
 from depth_ros.contract import ContractError
 from depth_ros.dds import PROFILE as LARGE_DATA_PROFILE
@@ -35,7 +35,7 @@ from depth_ros.memory import tune_malloc_for_large_messages
 from depth_ros.models import package_file, resolve_model_path
 from depth_ros.navigation_msgs import NavigationOutputs
 from depth_ros.navigation_msgs import create_publishers as create_navigation_publishers
-from depth_ros.parameters import PARAMETERS, SPECS, ParamSpec, recovery_settings, validate
+from depth_ros.parameters import PARAMETERS, SPECS, ParamSpec, backend_options, recovery_settings, validate
 from depth_ros.pipeline import DepthEstimator
 from depth_ros.scale_recovery import (
     NoScaleFit,
@@ -150,7 +150,7 @@ class DepthNode(Node):
 
     def _load_model(self) -> DepthEstimator:
         self._model_path = resolve_model_path(self._values["model"])
-        options = BackendOptions(num_threads=self._values["num_threads"], device=self._values["device"])
+        options = backend_options(self._values)
         try:
             return DepthEstimator.from_path(self._model_path, self._values["backend"], options)
         except (ModelLoadError, ContractError) as exc:

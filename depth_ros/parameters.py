@@ -4,9 +4,10 @@ and the validation shared by startup and runtime changes. Pure Python, no ROS im
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from depth_ros.backends import backend_names
+from depth_ros.backends import ENGINE_PRECISIONS, BackendOptions, backend_names
 from depth_ros.colorize import COLORMAPS
 from depth_ros.pipeline import PipelineSettings
 from depth_ros.scale_recovery import SOURCES as SCALE_SOURCES
@@ -32,6 +33,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "inference backend", choices=backend_names(), read_only=True),
     ParamSpec("device", "auto", "where the backend runs", choices=("auto", "cpu", "cuda"), read_only=True),
     ParamSpec("num_threads", 0, "CPU inference threads (0 = all cores)", range=(0, 256), read_only=True),
+    ParamSpec("engine_cache_dir", "", "backend tensorrt: directory of the engine cache (engines keyed by GPU, "
+              "TensorRT version, ONNX hash, input shape and precision; built on first use); '' = "
+              "$DEPTH_ROS_ENGINE_CACHE or ~/.cache/depth_ros/engines", read_only=True),
+    ParamSpec("engine_precision", "fp16", "backend tensorrt: precision the engine is built at (fp16 keeps "
+              "normalisation layers in FP32)", choices=ENGINE_PRECISIONS, read_only=True),
     ParamSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' "
               "subscribes sensor_msgs/CompressedImage on 'image/compressed'", choices=("raw", "compressed"),
               read_only=True),
@@ -137,10 +143,34 @@ def validate(values: dict[str, Any]) -> str | None:
                 f"({values['max_obstacle_height']})")
     if values["model"].strip() == "":
         return "parameter 'model' is empty; give an .onnx path or 'default'"
+    if (reason := _engine_cache_dir_problem(values.get("engine_cache_dir", ""))) is not None:
+        return reason
     if values["scale_source"] == "ground_plane" and values["camera_height"] <= 0.0:
         return ("scale_source 'ground_plane' needs camera_height > 0 (metres of the camera above the floor) "
                 "and camera_pitch (radians, positive = looking down)")
     return None
+
+
+def _engine_cache_dir_problem(text: str) -> str | None:
+    """A cache directory that can never work (a file, surrounding blanks) is refused at startup rather than
+    when the first engine build fails minutes later. One that does not exist yet is fine: it is created."""
+    if text == "":
+        return None
+    if text != text.strip():
+        return f"parameter 'engine_cache_dir' is {text!r}: remove the leading/trailing blanks"
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        return f"parameter 'engine_cache_dir' is {text!r}, which is a file, not a directory"
+    return None
+
+
+def backend_options(values: dict[str, Any]) -> BackendOptions:
+    return BackendOptions(
+        num_threads=int(values["num_threads"]),
+        device=str(values["device"]),
+        engine_cache_dir=str(values["engine_cache_dir"]),
+        engine_precision=str(values["engine_precision"]),
+    )
 
 
 def pipeline_settings(values: dict[str, Any]) -> PipelineSettings:

@@ -1,23 +1,33 @@
-"""The depth pipeline: RGB image + camera model -> metric depth image (+ its camera model).
+"""The depth pipeline: RGB image + camera model -> metric depth image (+ its camera model, + points).
 
-Pure functions on arrays; the node, the bag tools and the benchmarks all call this code.
+Two implementations of the same steps, chosen per backend:
+- numpy/cv2 (preprocess.py, metric.py, pointcloud.py): for backends that run on host arrays (ONNX
+  Runtime); the CPU-tuned path.
+- torch (torch_pipeline.py): for backends that offer ``infer_device`` (TensorRT always, the torch
+  backend): the image is uploaded once, resizing, inference, metric conversion and the point cloud
+  stay on the backend's device, and depth and points come back in one device->host copy.
+The node, the bag tools and the benchmarks all call this code.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from depth_ros.backends import BackendOptions, InferenceBackend, create_backend
+from depth_ros.backends import BackendOptions, DeviceInferenceBackend, InferenceBackend, create_backend
 from depth_ros.camera import CameraModel
 from depth_ros.contract import ModelContract, read_contract_from_onnx_metadata
 from depth_ros.metric import MetricContext, apply_depth_range, to_metric
+from depth_ros.pointcloud import depth_to_points
 from depth_ros.preprocess import InputGeometry, output_to_map, plan_input, postprocess, preprocess
+
+if TYPE_CHECKING:
+    from depth_ros.torch_pipeline import TorchPipeline
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,21 @@ class DepthFrame:
     depth: np.ndarray  # (h, w) float32 metres, NaN = invalid
     camera: CameraModel  # the camera model of the depth image (its own size)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-    prediction: np.ndarray | None = None  # the model's output resized to the depth image, before conversion
+    # The model's output resized to the depth image, before conversion. The device path leaves it None
+    # and fetches it only when asked (prediction_map()): the node never needs it, so it is not copied.
+    prediction: np.ndarray | None = None
+    # Organised x, y, z (ceil(h/stride), ceil(w/stride), 3) float32 of `depth` at `points_stride`, when
+    # estimate() was asked for points (pointcloud.depth_to_points' layout).
+    points: np.ndarray | None = None
+    points_stride: int = 1
+    prediction_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def prediction_map(self) -> np.ndarray | None:
+        """The prediction (see ``prediction``), copied from the device on first use when needed."""
+        if self.prediction is None and self.prediction_loader is not None:
+            self.prediction = self.prediction_loader()
+            self.prediction_loader = None
+        return self.prediction
 
 
 # Online scale recovery (depth_ros.scale_recovery): called with (map, kind, depth-image camera) where kind is
@@ -50,17 +74,36 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
 
 
+def offers_device_inference(backend: object) -> bool:
+    """Whether ``backend`` runs device tensors in -> device tensors out (``infer_device``)."""
+    return callable(getattr(backend, "infer_device", None))
+
+
 class DepthEstimator:
-    """Runs one model: owns its backend and contract, converts each frame to metres."""
+    """Runs one model: owns its backend and contract, converts each frame to metres.
+
+    ``device_pipeline``: None (default) uses the torch path exactly when the backend offers
+    ``infer_device``; False forces the numpy path (tests compare the two); True requires the torch path.
+    """
 
     def __init__(
-        self, backend: InferenceBackend, contract: ModelContract, settings: PipelineSettings | None = None
+        self, backend: InferenceBackend, contract: ModelContract, settings: PipelineSettings | None = None,
+        device_pipeline: bool | None = None,
     ) -> None:
         self.backend = backend
         self.contract = contract
         self.settings = settings or PipelineSettings()
         self._geometry_cache: dict[tuple[int, int], InputGeometry] = {}
         self.scale_hook: ScaleHook | None = None  # online scale recovery (the node sets it once)
+        if device_pipeline is None:
+            device_pipeline = offers_device_inference(backend)
+        elif device_pipeline and not offers_device_inference(backend):
+            raise ValueError(f"backend {backend.name!r} has no infer_device: it cannot run the torch pipeline")
+        self._torch: TorchPipeline | None = None
+        if device_pipeline:
+            from depth_ros.torch_pipeline import TorchPipeline  # torch is there: the backend runs on it
+
+            self._torch = TorchPipeline(backend.device, contract.input)
 
     @classmethod
     def from_path(cls, model_path: str | Path, backend: str = "auto", options: BackendOptions | None = None,
@@ -68,6 +111,11 @@ class DepthEstimator:
         runtime = create_backend(model_path, backend, options)
         contract = read_contract_from_onnx_metadata(runtime.metadata(), str(model_path))
         return cls(runtime, contract, settings)
+
+    @property
+    def uses_device_pipeline(self) -> bool:
+        """True when frames run through the torch pipeline on the backend's device."""
+        return self._torch is not None
 
     def geometry(self, height: int, width: int) -> InputGeometry:
         key = (height, width)
@@ -85,25 +133,45 @@ class DepthEstimator:
             high = min(high, self.contract.max_depth)
         return low, high
 
+    def _metric_context(self, camera: CameraModel, geometry: InputGeometry, scale: float,
+                        shift: float) -> MetricContext:
+        return MetricContext(
+            f_over_w=camera.f_over_w,
+            fx_at_input=camera.fx * geometry.scale_x,
+            disparity_scale=scale,
+            disparity_shift=shift,
+            focal_rescale=self.settings.focal_rescale,
+        )
+
     def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, InputGeometry, dict[str, float]]:
         """Run the network: (raw 2-D output at network resolution, input geometry, timings)."""
+        if self._torch is not None:
+            return self._predict_device(rgb, self._torch)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         geometry = self.geometry(rgb.shape[0], rgb.shape[1])
         tensor = preprocess(rgb, self.contract.input, geometry)
         t1 = time.perf_counter()
-        raw = output_to_map(self.backend.infer(tensor))
+        raw = output_to_map(np.asarray(self.backend.infer(tensor)))
         t2 = time.perf_counter()
         timings["preprocess"] = t1 - t0
         timings["inference"] = t2 - t1
         return raw, geometry, timings
 
-    def estimate(self, rgb: np.ndarray, camera: CameraModel) -> DepthFrame:
-        """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale."""
+    def estimate(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None = None) -> DepthFrame:
+        """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale.
+
+        ``points_stride``: also return the organised point cloud of the depth image at this stride
+        (``DepthFrame.points``); on the device path it comes back in the same transfer as the depth.
+        """
         if (rgb.shape[1], rgb.shape[0]) != camera.size:
             raise ValueError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera model is {camera.width}x{camera.height}"
             )
+        if points_stride is not None and (isinstance(points_stride, bool) or int(points_stride) < 1):
+            raise ValueError(f"points_stride must be >= 1, got {points_stride!r}")
+        if self._torch is not None:
+            return self._estimate_device(rgb, camera, points_stride, self._torch)
         raw, geometry, timings = self.predict(rgb)
         t0 = time.perf_counter()
         width, height = output_size(camera.width, camera.height, self.settings.output_scale)
@@ -116,19 +184,92 @@ class DepthEstimator:
             fitted = scale_hook(prediction, "disparity", depth_camera)
             if fitted is not None:
                 scale, shift = fitted
-        ctx = MetricContext(
-            f_over_w=camera.f_over_w,
-            fx_at_input=camera.fx * geometry.scale_x,
-            disparity_scale=scale,
-            disparity_shift=shift,
-            focal_rescale=self.settings.focal_rescale,
-        )
-        depth = to_metric(prediction, self.contract, ctx)
+        ctx = self._metric_context(camera, geometry, scale, shift)
+        depth_range = self.depth_range()
         if scale_hook is not None and not relative:
+            depth = to_metric(prediction, self.contract, ctx)
             fitted = scale_hook(depth, "depth", depth_camera)
             if fitted is not None:
                 depth *= np.float32(1.0 / fitted[0])
-        low, high = self.depth_range()
-        apply_depth_range(depth, low, high if math.isfinite(high) else np.inf)
+            apply_depth_range(depth, *depth_range)
+        else:
+            depth = to_metric(prediction, self.contract, ctx, depth_range)
+        points = None if points_stride is None else depth_to_points(depth, depth_camera, int(points_stride))
         timings["postprocess"] = time.perf_counter() - t0
-        return DepthFrame(depth=depth, camera=depth_camera, timings=timings, prediction=prediction)
+        return DepthFrame(depth=depth, camera=depth_camera, timings=timings, prediction=prediction,
+                          points=points, points_stride=int(points_stride or 1))
+
+    # ----------------------------------------------------------------- the torch (device) path
+
+    def _device_forward(self, rgb: np.ndarray, tp: TorchPipeline,
+                        timings: dict[str, float]) -> tuple[Any, InputGeometry]:
+        """Upload + preprocess + inference on the device: (2-D output map tensor, geometry)."""
+        from depth_ros.torch_pipeline import output_map
+
+        t0 = time.perf_counter()
+        geometry = self.geometry(rgb.shape[0], rgb.shape[1])
+        tensor = tp.preprocess(rgb, geometry)
+        tp.synchronize()  # stage timings measure the work, not the kernel launches
+        t1 = time.perf_counter()
+        raw = output_map(cast(DeviceInferenceBackend, self.backend).infer_device(tensor))
+        tp.synchronize()
+        t2 = time.perf_counter()
+        timings["preprocess"] = t1 - t0
+        timings["inference"] = t2 - t1
+        return raw, geometry
+
+    def _predict_device(self, rgb: np.ndarray, tp: TorchPipeline
+                        ) -> tuple[np.ndarray, InputGeometry, dict[str, float]]:
+        import torch
+
+        from depth_ros.torch_pipeline import to_host
+
+        timings: dict[str, float] = {}
+        with torch.inference_mode():
+            raw, geometry = self._device_forward(rgb, tp, timings)
+            t0 = time.perf_counter()
+            host = to_host(raw)  # a new host array: TensorRT's output buffer is reused next frame
+            timings["inference"] += time.perf_counter() - t0
+        return host, geometry, timings
+
+    def _estimate_device(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None,
+                         tp: TorchPipeline) -> DepthFrame:
+        """The torch path of estimate(). A scale hook works on numpy maps: with one set, the map it needs
+        (the prediction of a relative model, the depth of a metric one) is copied to the host for it, an
+        extra transfer that keeps online scale recovery exactly as on the numpy path."""
+        import torch
+
+        from depth_ros import torch_pipeline as tpl
+
+        timings: dict[str, float] = {}
+        with torch.inference_mode():
+            raw, geometry = self._device_forward(rgb, tp, timings)
+            t0 = time.perf_counter()
+            width, height = output_size(camera.width, camera.height, self.settings.output_scale)
+            depth_camera = camera.scaled_to(width, height)
+            prediction = tpl.postprocess(raw, geometry, width, height)
+            relative = self.contract.output_kind == "relative_disparity"
+            scale, shift = self.settings.disparity_scale, self.settings.disparity_shift
+            scale_hook = self.scale_hook
+            host_prediction: np.ndarray | None = None
+            if scale_hook is not None and relative:
+                host_prediction = tpl.to_host(prediction)
+                fitted = scale_hook(host_prediction, "disparity", depth_camera)
+                if fitted is not None:
+                    scale, shift = fitted
+            ctx = self._metric_context(camera, geometry, scale, shift)
+            depth = tpl.to_metric(prediction, self.contract, ctx)
+            if scale_hook is not None and not relative:
+                fitted = scale_hook(tpl.to_host(depth).copy(), "depth", depth_camera)
+                if fitted is not None:
+                    depth.mul_(float(np.float32(1.0 / fitted[0])))
+            low, high = self.depth_range()
+            tpl.apply_depth_range(depth, low, high)
+            points = None if points_stride is None else tp.points(depth, depth_camera, int(points_stride))
+            host_depth, host_points = tpl.download(depth, points)  # the one device -> host copy
+            timings["postprocess"] = time.perf_counter() - t0
+        frame = DepthFrame(depth=host_depth, camera=depth_camera, timings=timings, prediction=host_prediction,
+                           points=host_points, points_stride=int(points_stride or 1))
+        if host_prediction is None:
+            frame.prediction_loader = lambda: tpl.to_host(prediction)
+        return frame

@@ -39,6 +39,16 @@ class InputGeometry:
     def scale_y(self) -> float:
         return self.content_height / self.image_height
 
+    def content_region(self, out_height: int, out_width: int) -> tuple[slice, slice]:
+        """(rows, cols) of the image's region in a network output of out_height x out_width
+        (the output may be smaller than the input, e.g. a stride-2 head)."""
+        sy, sx = out_height / self.net_height, out_width / self.net_width
+        top = int(round(self.top * sy))
+        left = int(round(self.left * sx))
+        bottom = top + max(1, int(round(self.content_height * sy)))
+        right = left + max(1, int(round(self.content_width * sx)))
+        return slice(top, bottom), slice(left, right)
+
 
 def _round_to_multiple(value: float, multiple: int, lower_bound: int) -> int:
     """Nearest multiple of ``multiple``, rounded up instead when that would fall below ``lower_bound``
@@ -123,13 +133,7 @@ def output_to_map(raw: np.ndarray) -> np.ndarray:
 
 def postprocess(prediction: np.ndarray, geometry: InputGeometry, width: int, height: int) -> np.ndarray:
     """Crop the image's region out of a network-resolution map and resize it bilinearly to width x height."""
-    out_h, out_w = prediction.shape
-    sy, sx = out_h / geometry.net_height, out_w / geometry.net_width
-    top = int(round(geometry.top * sy))
-    left = int(round(geometry.left * sx))
-    bottom = top + max(1, int(round(geometry.content_height * sy)))
-    right = left + max(1, int(round(geometry.content_width * sx)))
-    crop = prediction[top:bottom, left:right]
+    crop = prediction[geometry.content_region(*prediction.shape)]
     if crop.shape == (height, width):
         return np.array(crop, dtype=np.float32, copy=True)
     return cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=cv2.INTER_LINEAR)

@@ -27,6 +27,12 @@ def test_bench_stages_e2e_and_soak_report(tmp_path: Path) -> None:
     for stage in ("decode", "preprocess", "inference", "postprocess", "cloud", "serialise", "node_total"):
         assert stages[stage]["n"] == 40 and stages[stage]["p50"] > 0, stage
         assert stages[stage]["p50"] <= stages[stage]["p95"] <= stages[stage]["p99"]
+    for output in ("depth", "depth/camera_info", "points"):
+        assert stages[f"serialise {output}"]["n"] == 40 and stages[f"serialise {output}"]["p50"] > 0
+    # Serialisation is reported apart from the stages that pay it: they add up to the node's total.
+    stage_sum = sum(stages[s]["mean"] for s in ("decode", "preprocess", "inference", "postprocess",
+                                                   "publish_depth", "cloud"))
+    assert 0.5 * stages["node_total"]["mean"] <= stage_sum <= stages["node_total"]["mean"] + 1e-6
     e2e = report["e2e"]["null 640x480 @ 30 Hz"]
     assert e2e["sent"] == 40
     # Every frame the node received is accounted for: published, dropped (newest wins) or skipped.

@@ -663,3 +663,40 @@ def test_fill_cloud_msg_reuses_a_buffer_of_the_same_layout() -> None:
     # A buffer of another size is not used.
     other = codecs.fill_cloud_msg(PointCloud2(), second_xyz[:2], rgb[:2], point_field_cls=PointField, buffer=buffer)
     assert other is not buffer and len(other) == 2 * 5 * 32
+
+
+@pytest.mark.parametrize("with_rgb", [False, True])
+@pytest.mark.parametrize("shape", [(4, 6), (1, 7), (7, 1), (0, 5)])
+def test_pack_cloud_from_planes_is_bit_exact(with_rgb: bool, shape: tuple[int, int]) -> None:
+    """Planes and (h, w, 3) points give identical bytes; odd floats keep their exact bits; a reused buffer
+    gets every field rewritten; strided inputs and single-row/column or empty clouds work."""
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, 2**32, (*shape, 3), dtype=np.uint64).astype(np.uint32)
+    if bits.size:
+        # A signalling NaN payload, -0.0, the smallest denormal and +inf go through untouched.
+        bits.reshape(-1)[:4] = [0x7FA00001, 0x80000000, 0x00000001, 0x7F800000]
+    xyz = bits.view(np.float32)
+    rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8) if with_rgb else None
+    step = 32 if with_rgb else 16
+    planes = (xyz[:, :, 0], xyz[:, :, 1], xyz[:, :, 2])  # strided views
+    earlier = fill_cloud_msg(PointCloud2(), np.full_like(xyz, 7.0), None if rgb is None else 255 - rgb)
+    msg = PointCloud2()
+    data = fill_cloud_msg(msg, planes, rgb, buffer=earlier)
+    assert data is earlier
+    assert bytes(data) == pack_cloud(xyz, rgb).tobytes()
+    raw = np.frombuffer(data, np.uint8).reshape(-1, step)
+    assert np.array_equal(raw[:, :12].copy().view("<u4"), bits.reshape(-1, 3))
+    assert not raw[:, 12:16].any()
+    if with_rgb:
+        assert rgb is not None
+        colour = raw[:, 16:20].copy().view("<u4")[:, 0]
+        r, g, b = (rgb.reshape(-1, 3)[:, c].astype(np.uint32) for c in range(3))
+        assert np.array_equal(colour, (r << 16) | (g << 8) | b)
+        assert not raw[:, 20:].any()
+
+
+def test_pack_cloud_rejects_bad_planes() -> None:
+    with pytest.raises(ValueError, match="planes"):
+        pack_cloud((np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="planes"):
+        pack_cloud((np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32)))

@@ -132,6 +132,19 @@ def test_invalid_predictions_become_nan_never_zero(kind: str, extra: dict[str, A
 
 
 @pytest.mark.parametrize(("kind", "extra"), KINDS_AND_EXTRA, ids=[f"{k}{'+' if e else ''}" for k, e in KINDS_AND_EXTRA])
+@pytest.mark.filterwarnings("error")
+def test_overflow_to_infinity_becomes_nan_without_warnings(kind: str, extra: dict[str, Any]) -> None:
+    """Extreme but finite outputs whose conversion overflows float32 (or underflows to 0) are invalid."""
+    tiny = np.finfo(np.float32).smallest_subnormal
+    pred = arr(3e38, tiny, 1.0)
+    depth = to_metric(pred, contract(kind, **extra), ctx(f_over_w=2.0, fx_at_input=5000.0))
+    assert np.isfinite(depth[0, 2]) and depth[0, 2] > 0
+    finite = depth[np.isfinite(depth)]
+    assert (finite > 0).all() and np.isfinite(depth).sum() >= 1
+    assert not np.isinf(depth).any()
+
+
+@pytest.mark.parametrize(("kind", "extra"), KINDS_AND_EXTRA, ids=[f"{k}{'+' if e else ''}" for k, e in KINDS_AND_EXTRA])
 def test_to_metric_leaves_prediction_untouched(kind: str, extra: dict[str, Any]) -> None:
     pred = np.array([[0.0, 2.0, -1.0, np.nan]], dtype=np.float32)
     before = pred.copy()
@@ -161,3 +174,22 @@ def test_apply_depth_range_infinite_max() -> None:
     depth = arr(0.05, 0.1, 1e6)
     apply_depth_range(depth, 0.1, np.inf)
     assert np.isnan(depth[0, 0]) and depth[0, 1] == np.float32(0.1) and depth[0, 2] == np.float32(1e6)
+
+
+@pytest.mark.parametrize(("kind", "extra"), KINDS_AND_EXTRA, ids=[f"{k}{'+' if e else ''}" for k, e in KINDS_AND_EXTRA])
+def test_to_metric_with_range_equals_conversion_then_range(kind: str, extra: dict[str, Any]) -> None:
+    """The fused range gives exactly to_metric followed by apply_depth_range, boundaries included."""
+    rng = np.random.default_rng(3)
+    pred = rng.uniform(-0.5, 4.0, (30, 40)).astype(np.float32)
+    pred.reshape(-1)[:6] = [0.0, -0.0, np.nan, np.inf, -np.inf, 1e-30]
+    c, context = contract(kind, **extra), ctx()
+    separate = to_metric(pred, c, context)
+    low, high = float(np.nanpercentile(separate, 20)), float(np.nanpercentile(separate, 80))
+    apply_depth_range(separate, low, high)
+    fused = to_metric(pred, c, context, (low, high))
+    np.testing.assert_array_equal(fused, separate)
+    assert np.isfinite(fused).sum() > 0.5 * fused.size * 0.5
+    assert np.nanmin(fused) == np.float32(low) or np.nanmin(fused) > np.float32(low)
+    # A range of [0, inf] still never lets 0 or inf through.
+    wide = to_metric(pred, c, context, (0.0, np.inf))
+    assert not (wide == 0).any() and not np.isinf(wide).any()

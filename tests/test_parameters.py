@@ -198,3 +198,39 @@ def test_config_value_is_the_default(spec: ParamSpec) -> None:
 
 def test_config_is_valid() -> None:
     assert validate(dict(_config())) is None
+
+
+# ----------------------------------------------------------------------------- TensorRT engine cache settings
+
+
+def test_engine_parameters_are_startup_only_with_checked_values() -> None:
+    for name in ("engine_cache_dir", "engine_precision"):
+        assert SPECS[name].read_only, name
+    assert SPECS["engine_precision"].choices == ("fp16", "fp32")
+    assert check_value(SPECS["engine_precision"], "int8") is not None
+    assert check_value(SPECS["engine_cache_dir"], "/var/cache/depth_ros") is None
+
+
+def test_validate_engine_cache_dir(tmp_path: Path) -> None:
+    assert validate(defaults() | {"engine_cache_dir": str(tmp_path)}) is None
+    assert validate(defaults() | {"engine_cache_dir": str(tmp_path / "not" / "yet")}) is None  # created on build
+    a_file = tmp_path / "engines"
+    a_file.write_text("")
+    reason = validate(defaults() | {"engine_cache_dir": str(a_file)})
+    assert reason is not None and "'engine_cache_dir'" in reason and "not a directory" in reason
+    reason = validate(defaults() | {"engine_cache_dir": f" {tmp_path}"})
+    assert reason is not None and "'engine_cache_dir'" in reason and "blanks" in reason
+
+
+def test_backend_options_carry_the_engine_settings(tmp_path: Path) -> None:
+    from depth_ros.backends import BackendOptions
+    from depth_ros.backends.tensorrt_backend import DEFAULT_CACHE_DIR, engine_cache_dir
+    from depth_ros.parameters import backend_options
+
+    options = backend_options(defaults() | {"engine_cache_dir": "~/engines", "engine_precision": "fp32",
+                                            "num_threads": 3, "device": "cuda"})
+    assert options == BackendOptions(num_threads=3, device="cuda", engine_cache_dir="~/engines",
+                                     engine_precision="fp32")
+    assert engine_cache_dir(options) == Path("~/engines").expanduser()
+    assert engine_cache_dir(backend_options(defaults())) == DEFAULT_CACHE_DIR
+    assert backend_options(defaults()) == BackendOptions()

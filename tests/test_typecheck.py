@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ["depth_ros/backends/tensorrt_backend.py", "depth_ros/engine_cache.py"]
+# The TensorRT backend and the torch pipeline it feeds (CUDA paths that no CPU test executes).
+CHECKED = ["depth_ros/backends/tensorrt_backend.py", "depth_ros/engine_cache.py", "depth_ros/torch_pipeline.py",
+           "depth_ros/pipeline.py"]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ModelLoadError(RuntimeError):
@@ -37,10 +37,27 @@ class InferenceBackend(Protocol):
         ...
 
 
+class DeviceInferenceBackend(InferenceBackend, Protocol):
+    """A backend that also runs on tensors resident on its device (TensorRT, torch): the pipeline then
+    keeps pre/postprocessing there too (depth_ros.torch_pipeline)."""
+
+    def infer_device(self, tensor: Any) -> Any:
+        """float32 NCHW torch tensor on ``device`` in -> the raw output as a torch tensor on ``device``.
+        The result may be a buffer the backend reuses: consume it before the next call."""
+        ...
+
+
+ENGINE_PRECISIONS = ("fp16", "fp32")
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     num_threads: int = 0  # 0 = the runtime's default (all cores)
     device: str = "auto"  # auto | cpu | cuda
+    # TensorRT: where engines are cached ("" = $DEPTH_ROS_ENGINE_CACHE or ~/.cache/depth_ros/engines) and the
+    # precision they are built at (fp16 keeps normalisation layers in FP32; fp32 on request).
+    engine_cache_dir: str = ""
+    engine_precision: str = "fp16"
 
 
 BackendFactory = Callable[[Path, BackendOptions], InferenceBackend]

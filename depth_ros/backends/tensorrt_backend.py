@@ -138,6 +138,13 @@ def validate_engine(engine_path: Path) -> str | None:
     return None
 
 
+def engine_cache_dir(options: BackendOptions) -> Path:
+    """The engine cache of a backend's options: ``engine_cache_dir`` ('~' expanded), else the default
+    (``$DEPTH_ROS_ENGINE_CACHE`` or ``~/.cache/depth_ros/engines``)."""
+    text = options.engine_cache_dir.strip()
+    return Path(text).expanduser() if text else DEFAULT_CACHE_DIR
+
+
 def ensure_engine(onnx_path: Path, settings: BuildSettings, cache_dir: Path = DEFAULT_CACHE_DIR,
                   log: Any = print) -> Path:
     """The cached engine for ``onnx_path`` on this machine, built when missing or stale."""
@@ -164,8 +171,12 @@ class TensorRTBackend:
         if options.device == "cpu":
             raise ModelLoadError("backend 'tensorrt' needs a CUDA device; use backend 'onnxruntime' for device 'cpu'")
         self._metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        cache_dir = engine_cache_dir(options)
+        if settings is None:
+            # The timing cache sits beside the engines, as with 'depth-ros build-engine' (same engine keys).
+            settings = BuildSettings(options.engine_precision, None, cache_dir / "timing.cache")
         try:
-            engine_path = ensure_engine(path, settings or BuildSettings())
+            engine_path = ensure_engine(path, settings, cache_dir)
             self._engine = load_engine(engine_path)
         except EngineError as exc:
             raise ModelLoadError(str(exc)) from exc
@@ -190,8 +201,11 @@ class TensorRTBackend:
         if buffers is None:
             self._context.set_input_shape(self._input, shape)
             out_shape = _dims(self._context.get_tensor_shape(self._output))
-            buffers = (torch.empty(shape, dtype=torch.float32, device="cuda"),
-                       torch.empty(out_shape, dtype=torch.float32, device="cuda"))
+            # Normal tensors even when first called under inference_mode (the torch pipeline): an
+            # inference tensor could not be written by a later infer() outside it.
+            with torch.inference_mode(False):
+                buffers = (torch.empty(shape, dtype=torch.float32, device="cuda"),
+                           torch.empty(out_shape, dtype=torch.float32, device="cuda"))
             self._buffers = {shape: buffers}
         self._context.set_input_shape(self._input, shape)
         self._context.set_tensor_address(self._input, buffers[0].data_ptr())
@@ -199,14 +213,22 @@ class TensorRTBackend:
         return buffers
 
     def infer_device(self, tensor: torch.Tensor) -> torch.Tensor:
-        """CUDA tensor in -> CUDA tensor out, on this backend's stream (no host copies)."""
+        """CUDA tensor in -> CUDA tensor out, on this backend's stream (no host copies).
+
+        The engine's stream waits for the caller's stream (which produced ``tensor``), and the caller's
+        stream waits for the engine before it touches the result: the caller needs no synchronisation.
+        The result is this backend's output buffer, overwritten by the next call.
+        """
         import torch
 
         source, result = self._io(tuple(tensor.shape))
+        caller = torch.cuda.current_stream()
+        self._stream.wait_stream(caller)
         with torch.cuda.stream(self._stream):
             source.copy_(tensor, non_blocking=True)
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError("TensorRT execute_async_v3 failed")
+        caller.wait_stream(self._stream)
         return result
 
     def infer(self, tensor: Any) -> np.ndarray:

@@ -8,11 +8,14 @@ safetensors file); its contract comes from the network definition, with a dynami
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from depth_ros.backends import BackendOptions, ModelLoadError, register_backend
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _probe() -> str | None:
@@ -58,9 +61,16 @@ class TorchBackend:
     def infer(self, tensor: Any) -> np.ndarray:
         import torch
 
+        host = torch.from_numpy(np.ascontiguousarray(tensor, dtype=np.float32))
+        return self.infer_device(host).cpu().numpy()
+
+    def infer_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """float32 NCHW tensor in -> float32 output on this backend's device (cast to fp16 and back when the
+        model runs in half precision), so the pipeline's torch pre/postprocessing stays on the device."""
+        import torch
+
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(tensor, dtype=np.float32)).to(self.device, self._dtype)
-            return self._model(x).float().cpu().numpy()
+            return self._model(tensor.to(self.device, self._dtype)).float()
 
 
 def register() -> None:
