@@ -53,7 +53,7 @@ def bench_stages(model: Path, width: int, height: int, frames: int, cloud_color:
     """
     from rclpy.serialization import serialize_message
 
-    from depth_ros.frame_processor import CAMERA_INFO, DEPTH, POINTS, FrameProcessor, Wanted
+    from depth_ros.frame_processor import CAMERA_INFO, COLORED, DEPTH, POINTS, FrameProcessor, Wanted
     from depth_ros.pipeline import DepthEstimator
 
     values: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}
@@ -70,7 +70,7 @@ def bench_stages(model: Path, width: int, height: int, frames: int, cloud_color:
         serialise_ms[kind] = (time.perf_counter() - t0) * 1e3
 
     # The stage that emits each output, so its serialisation can be reported apart from its own work.
-    emitted_in = {DEPTH: "publish_depth", CAMERA_INFO: "publish_depth", POINTS: "cloud"}
+    emitted_in = {DEPTH: "publish_depth", CAMERA_INFO: "publish_depth", COLORED: "publish_depth", POINTS: "cloud"}
     for i in range(frames + 5):
         serialise_ms.clear()
         t0 = time.perf_counter()

@@ -536,9 +536,8 @@ def _pack_cloud_into(out: np.ndarray, planes: list[np.ndarray], rgb: np.ndarray 
         pairs += [3, _RGB_OFFSET // 4]
     target = out.view(np.float32).reshape(h, w, cloud_point_step(rgb is not None) // 4)
     written = cv2.mixChannels(sources, [target], pairs)
-    if written[0].ctypes.data != target.ctypes.data:  # OpenCV allocated instead of writing in place
-        for source_channel, target_channel in zip(pairs[::2], pairs[1::2], strict=True):
-            target[:, :, target_channel] = sources[source_channel]
+    if written[0].ctypes.data != target.ctypes.data:  # never silently publish an unfilled cloud
+        raise RuntimeError("cv2.mixChannels did not write the cloud buffer in place")
 
 
 def pack_cloud(xyz: CloudXYZ, rgb: np.ndarray | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,15 +32,37 @@ class MetricContext:
 
 
 Converter = Callable[[np.ndarray, ModelContract, MetricContext], np.ndarray]
+Fn = TypeVar("Fn")
+
+
+def registrar(table: dict[str, Fn]) -> Callable[[str], Callable[[Fn], Fn]]:
+    """A decorator factory that files converters in ``table`` by output kind (shared by the numpy
+    converters here and their torch twins in torch_pipeline)."""
+    def register(kind: str) -> Callable[[Fn], Fn]:
+        def wrap(fn: Fn) -> Fn:
+            table[kind] = fn
+            return fn
+
+        return wrap
+
+    return register
+
+
 CONVERTERS: dict[str, Converter] = {}
+register = registrar(CONVERTERS)
 
 
-def register(kind: str) -> Callable[[Converter], Converter]:
-    def wrap(fn: Converter) -> Converter:
-        CONVERTERS[kind] = fn
-        return fn
+def metric_depth_factor(contract: ModelContract, ctx: MetricContext) -> float:
+    """metric_depth: the focal-ratio rescale (f/W of this camera over the training camera's), or 1."""
+    if ctx.focal_rescale and contract.focal_ratio is not None:
+        return ctx.f_over_w / contract.focal_ratio
+    return 1.0
 
-    return wrap
+
+def canonical_metric_factor(contract: ModelContract, ctx: MetricContext) -> float:
+    """canonical_metric_depth: focal length at the network input over the canonical focal length."""
+    assert contract.canonical_focal is not None  # guaranteed by contract validation
+    return ctx.fx_at_input / contract.canonical_focal
 
 
 def _reciprocal(numerator: float, values: np.ndarray) -> np.ndarray:
@@ -60,16 +83,12 @@ def _canonical_inverse_depth(pred: np.ndarray, contract: ModelContract, ctx: Met
 
 @register("metric_depth")
 def _metric_depth(pred: np.ndarray, contract: ModelContract, ctx: MetricContext) -> np.ndarray:
-    factor = 1.0
-    if ctx.focal_rescale and contract.focal_ratio is not None:
-        factor = ctx.f_over_w / contract.focal_ratio
-    return _scaled(pred, factor)
+    return _scaled(pred, metric_depth_factor(contract, ctx))
 
 
 @register("canonical_metric_depth")
 def _canonical_metric_depth(pred: np.ndarray, contract: ModelContract, ctx: MetricContext) -> np.ndarray:
-    assert contract.canonical_focal is not None  # guaranteed by contract validation
-    return _scaled(pred, ctx.fx_at_input / contract.canonical_focal)
+    return _scaled(pred, canonical_metric_factor(contract, ctx))
 
 
 @register("relative_disparity")
@@ -103,9 +122,7 @@ def to_metric(pred: np.ndarray, contract: ModelContract, ctx: MetricContext,
     """
     pred = np.asarray(pred, dtype=np.float32)
     depth = CONVERTERS[contract.output_kind](pred, contract, ctx)
-    # NaN fails every comparison; the bounds exclude 0 and +-inf whatever range is asked for.
-    low = max(_as_float32_bound(depth_range[0]), _SMALLEST_POSITIVE)
-    high = min(_as_float32_bound(depth_range[1]), _LARGEST_FINITE)
+    low, high = valid_depth_bounds(*depth_range)
     keep = np.greater_equal(depth, low)
     np.logical_and(keep, np.less_equal(depth, high), out=keep)
     return _nan_where_not(depth, keep)
@@ -120,6 +137,13 @@ def apply_depth_range(depth: np.ndarray, min_depth: float, max_depth: float) -> 
 
 _SMALLEST_POSITIVE = np.finfo(np.float32).smallest_subnormal
 _LARGEST_FINITE = np.finfo(np.float32).max
+
+
+def valid_depth_bounds(min_depth: float, max_depth: float) -> tuple[np.float32, np.float32]:
+    """Inclusive float32 bounds of a valid depth within [min_depth, max_depth]: they exclude 0 and +-inf
+    whatever range is asked for, and NaN fails every comparison, so one range test is the whole rule."""
+    return (max(_as_float32_bound(min_depth), _SMALLEST_POSITIVE),
+            min(_as_float32_bound(max_depth), _LARGEST_FINITE))
 
 
 def _as_float32_bound(value: float) -> np.float32:

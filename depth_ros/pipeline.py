@@ -79,6 +79,33 @@ def offers_device_inference(backend: object) -> bool:
     return callable(getattr(backend, "infer_device", None))
 
 
+@dataclass(frozen=True)
+class ArrayOps:
+    """The steps after inference for one array library, so estimate() is written once for both paths:
+    numpy/cv2 on the host (HOST_OPS) and torch on the backend's device (torch_pipeline)."""
+
+    postprocess: Callable[[Any, InputGeometry, int, int], Any]  # crop + resize to the depth image
+    to_metric: Callable[..., Any]  # (map, contract, ctx[, depth_range]) -> new depth array
+    apply_depth_range: Callable[[Any, float, float], Any]  # in place
+    scale: Callable[[Any, float], Any]  # depth *= float32(factor), in place
+    points: Callable[[Any, CameraModel, int], Any]  # organised x, y, z at a stride
+    to_host: Callable[[Any], np.ndarray]  # one array to numpy (a copy on a device)
+    download: Callable[[Any, Any], tuple[np.ndarray, np.ndarray | None]]  # depth (+ points): one copy
+    on_host: bool  # maps are numpy already: the prediction is kept as it is, not fetched on demand
+
+
+HOST_OPS = ArrayOps(
+    postprocess=postprocess,
+    to_metric=to_metric,
+    apply_depth_range=apply_depth_range,
+    scale=lambda depth, factor: np.multiply(depth, np.float32(factor), out=depth),
+    points=depth_to_points,
+    to_host=np.asarray,
+    download=lambda depth, points: (depth, points),
+    on_host=True,
+)
+
+
 class DepthEstimator:
     """Runs one model: owns its backend and contract, converts each frame to metres.
 
@@ -100,10 +127,12 @@ class DepthEstimator:
         elif device_pipeline and not offers_device_inference(backend):
             raise ValueError(f"backend {backend.name!r} has no infer_device: it cannot run the torch pipeline")
         self._torch: TorchPipeline | None = None
+        self._ops = HOST_OPS
         if device_pipeline:
-            from depth_ros.torch_pipeline import TorchPipeline  # torch is there: the backend runs on it
+            from depth_ros import torch_pipeline as tpl  # torch is there: the backend runs on it
 
-            self._torch = TorchPipeline(backend.device, contract.input)
+            self._torch = tpl.TorchPipeline(backend.device, contract.input)
+            self._ops = tpl.array_ops(self._torch)
 
     @classmethod
     def from_path(cls, model_path: str | Path, backend: str = "auto", options: BackendOptions | None = None,
@@ -170,34 +199,56 @@ class DepthEstimator:
             )
         if points_stride is not None and (isinstance(points_stride, bool) or int(points_stride) < 1):
             raise ValueError(f"points_stride must be >= 1, got {points_stride!r}")
-        if self._torch is not None:
-            return self._estimate_device(rgb, camera, points_stride, self._torch)
-        raw, geometry, timings = self.predict(rgb)
+        if self._torch is None:
+            raw, geometry, timings = self.predict(rgb)
+            return self._convert(raw, geometry, camera, points_stride, timings)
+        import torch
+
+        timings = {}
+        with torch.inference_mode():
+            raw, geometry = self._device_forward(rgb, self._torch, timings)
+            return self._convert(raw, geometry, camera, points_stride, timings)
+
+    def _convert(self, raw: Any, geometry: InputGeometry, camera: CameraModel, points_stride: int | None,
+                 timings: dict[str, float]) -> DepthFrame:
+        """Network output map (numpy or device tensor, per self._ops) -> DepthFrame on the host.
+
+        A scale hook works on numpy maps: on the device path the map it needs (the prediction of a relative
+        model, the depth of a metric one) is copied to the host for it, an extra transfer that keeps online
+        scale recovery exactly as on the host path.
+        """
+        ops = self._ops
         t0 = time.perf_counter()
         width, height = output_size(camera.width, camera.height, self.settings.output_scale)
         depth_camera = camera.scaled_to(width, height)
-        prediction = postprocess(raw, geometry, width, height)
+        prediction = ops.postprocess(raw, geometry, width, height)
+        host_prediction = ops.to_host(prediction) if ops.on_host else None
         relative = self.contract.output_kind == "relative_disparity"
         scale, shift = self.settings.disparity_scale, self.settings.disparity_shift
         scale_hook = self.scale_hook
         if scale_hook is not None and relative:
-            fitted = scale_hook(prediction, "disparity", depth_camera)
+            host_prediction = ops.to_host(prediction)
+            fitted = scale_hook(host_prediction, "disparity", depth_camera)
             if fitted is not None:
                 scale, shift = fitted
         ctx = self._metric_context(camera, geometry, scale, shift)
         depth_range = self.depth_range()
         if scale_hook is not None and not relative:
-            depth = to_metric(prediction, self.contract, ctx)
-            fitted = scale_hook(depth, "depth", depth_camera)
+            depth = ops.to_metric(prediction, self.contract, ctx)
+            fitted = scale_hook(ops.to_host(depth), "depth", depth_camera)
             if fitted is not None:
-                depth *= np.float32(1.0 / fitted[0])
-            apply_depth_range(depth, *depth_range)
+                ops.scale(depth, 1.0 / fitted[0])
+            ops.apply_depth_range(depth, *depth_range)
         else:
-            depth = to_metric(prediction, self.contract, ctx, depth_range)
-        points = None if points_stride is None else depth_to_points(depth, depth_camera, int(points_stride))
+            depth = ops.to_metric(prediction, self.contract, ctx, depth_range)
+        points = None if points_stride is None else ops.points(depth, depth_camera, int(points_stride))
+        host_depth, host_points = ops.download(depth, points)  # on a device: the one device -> host copy
         timings["postprocess"] = time.perf_counter() - t0
-        return DepthFrame(depth=depth, camera=depth_camera, timings=timings, prediction=prediction,
-                          points=points, points_stride=int(points_stride or 1))
+        frame = DepthFrame(depth=host_depth, camera=depth_camera, timings=timings, prediction=host_prediction,
+                           points=host_points, points_stride=int(points_stride or 1))
+        if host_prediction is None:
+            frame.prediction_loader = lambda: ops.to_host(prediction)
+        return frame
 
     # ----------------------------------------------------------------- the torch (device) path
 
@@ -231,45 +282,3 @@ class DepthEstimator:
             host = to_host(raw)  # a new host array: TensorRT's output buffer is reused next frame
             timings["inference"] += time.perf_counter() - t0
         return host, geometry, timings
-
-    def _estimate_device(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None,
-                         tp: TorchPipeline) -> DepthFrame:
-        """The torch path of estimate(). A scale hook works on numpy maps: with one set, the map it needs
-        (the prediction of a relative model, the depth of a metric one) is copied to the host for it, an
-        extra transfer that keeps online scale recovery exactly as on the numpy path."""
-        import torch
-
-        from depth_ros import torch_pipeline as tpl
-
-        timings: dict[str, float] = {}
-        with torch.inference_mode():
-            raw, geometry = self._device_forward(rgb, tp, timings)
-            t0 = time.perf_counter()
-            width, height = output_size(camera.width, camera.height, self.settings.output_scale)
-            depth_camera = camera.scaled_to(width, height)
-            prediction = tpl.postprocess(raw, geometry, width, height)
-            relative = self.contract.output_kind == "relative_disparity"
-            scale, shift = self.settings.disparity_scale, self.settings.disparity_shift
-            scale_hook = self.scale_hook
-            host_prediction: np.ndarray | None = None
-            if scale_hook is not None and relative:
-                host_prediction = tpl.to_host(prediction)
-                fitted = scale_hook(host_prediction, "disparity", depth_camera)
-                if fitted is not None:
-                    scale, shift = fitted
-            ctx = self._metric_context(camera, geometry, scale, shift)
-            depth = tpl.to_metric(prediction, self.contract, ctx)
-            if scale_hook is not None and not relative:
-                fitted = scale_hook(tpl.to_host(depth).copy(), "depth", depth_camera)
-                if fitted is not None:
-                    depth.mul_(float(np.float32(1.0 / fitted[0])))
-            low, high = self.depth_range()
-            tpl.apply_depth_range(depth, low, high)
-            points = None if points_stride is None else tp.points(depth, depth_camera, int(points_stride))
-            host_depth, host_points = tpl.download(depth, points)  # the one device -> host copy
-            timings["postprocess"] = time.perf_counter() - t0
-        frame = DepthFrame(depth=host_depth, camera=depth_camera, timings=timings, prediction=host_prediction,
-                           points=host_points, points_stride=int(points_stride or 1))
-        if host_prediction is None:
-            frame.prediction_loader = lambda: tpl.to_host(prediction)
-        return frame

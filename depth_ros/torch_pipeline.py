@@ -30,6 +30,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,24 +38,33 @@ import torch.nn.functional as F
 
 from depth_ros.camera import CameraModel
 from depth_ros.contract import InputSpec, ModelContract
-from depth_ros.metric import MetricContext
+from depth_ros.metric import (
+    MetricContext,
+    canonical_metric_factor,
+    metric_depth_factor,
+    registrar,
+    valid_depth_bounds,
+)
 from depth_ros.preprocess import InputGeometry, OutputShapeError
+
+if TYPE_CHECKING:
+    from depth_ros.pipeline import ArrayOps
 
 __all__ = [
     "TORCH_CONVERTERS",
     "Taps",
     "TorchPipeline",
     "apply_depth_range",
+    "array_ops",
     "area_resample",
     "area_taps",
-    "axis_taps",
     "depth_to_points",
     "download",
     "normalise",
     "output_map",
     "postprocess",
     "resize_image",
-    "resize_plan",
+    "resize_mode",
     "to_host",
     "to_metric",
 ]
@@ -98,33 +108,15 @@ def area_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(index, in_size - 1), weight
 
 
-def resize_plan(in_h: int, in_w: int, out_h: int, out_w: int) -> tuple[str, list[tuple[int, int]]]:
-    """The filter ``preprocess.resize`` applies and the sizes it passes through: ("area", [target]) when
-    both sides shrink (cv2 INTER_AREA), else ("linear", [target]) (INTER_LINEAR); ("area", []) = same size.
-
-    A list of steps because a resize may be a chain (say, exact 2x halvings before the final area resize,
-    a common speed-up): ``axis_taps`` composes any chain into one filter. Keep this in step with
-    ``preprocess.resize``: tests/test_torch_pipeline.py compares the two to half a grey level.
-    """
+def resize_mode(in_h: int, in_w: int, out_h: int, out_w: int) -> str:
+    """The filter ``preprocess.resize`` applies: "none" at the same size, "area" when both sides shrink
+    (cv2 INTER_AREA), else "linear" (INTER_LINEAR). Keep this in step with ``preprocess.resize``:
+    tests/test_torch_pipeline.py compares the two to half a grey level."""
     if (in_h, in_w) == (out_h, out_w):
-        return "area", []
+        return "none"
     if out_w < in_w and out_h < in_h:
-        return "area", [(out_h, out_w)]
-    return "linear", [(out_h, out_w)]
-
-
-def axis_taps(sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """One axis' chain of area resizes ``sizes[0] -> sizes[1] -> ...`` as a single set of taps (a chain of
-    linear filters is one linear filter: one pass on the device instead of one per step)."""
-    matrix = np.eye(sizes[0])
-    for in_size, out_size in zip(sizes[:-1], sizes[1:], strict=True):
-        index, weight = area_taps(in_size, out_size)
-        step = np.zeros((out_size, in_size))
-        np.add.at(step, (np.repeat(np.arange(out_size), index.shape[1]), index.ravel()), weight.ravel())
-        matrix = step @ matrix
-    n_taps = int((matrix != 0).sum(axis=1).max())
-    index = np.argsort(matrix == 0, axis=1, kind="stable")[:, :n_taps]  # each row's non-zero columns first
-    return index, np.take_along_axis(matrix, index, axis=1)
+        return "area"
+    return "linear"
 
 
 def area_resample(image: torch.Tensor, rows: Taps, cols: Taps) -> torch.Tensor:
@@ -204,28 +196,16 @@ def postprocess(prediction: torch.Tensor, geometry: InputGeometry, width: int, h
 
 TorchConverter = Callable[[torch.Tensor, ModelContract, MetricContext], torch.Tensor]
 TORCH_CONVERTERS: dict[str, TorchConverter] = {}
-
-
-def register(kind: str) -> Callable[[TorchConverter], TorchConverter]:
-    def wrap(fn: TorchConverter) -> TorchConverter:
-        TORCH_CONVERTERS[kind] = fn
-        return fn
-
-    return wrap
+register = registrar(TORCH_CONVERTERS)
 
 
 def _reciprocal(numerator: float, values: torch.Tensor) -> torch.Tensor:
-    """numerator / values, NaN where values <= 0 or non-finite (+inf must not become a 0 m point).
+    """numerator / values; 0, negative and non-finite inputs give values to_metric drops (as metric.py).
 
     A true division (not reciprocal * numerator, which is what ``float / tensor`` does in torch) so the
     result is bit-identical to numpy's float32 division.
     """
-    quotient = torch.full_like(values, _f32(numerator)).div_(values)
-    return torch.where((values > 0) & torch.isfinite(values), quotient, NAN)
-
-
-def _positive_or_nan(depth: torch.Tensor) -> torch.Tensor:
-    return torch.where(depth > 0, depth, NAN)  # NaN > 0 is False: NaN stays NaN
+    return torch.full_like(values, _f32(numerator)).div_(values)
 
 
 @register("canonical_inverse_depth")
@@ -235,16 +215,12 @@ def _canonical_inverse_depth(pred: torch.Tensor, contract: ModelContract, ctx: M
 
 @register("metric_depth")
 def _metric_depth(pred: torch.Tensor, contract: ModelContract, ctx: MetricContext) -> torch.Tensor:
-    factor = 1.0
-    if ctx.focal_rescale and contract.focal_ratio is not None:
-        factor = ctx.f_over_w / contract.focal_ratio
-    return _positive_or_nan(pred * _f32(factor))
+    return pred * _f32(metric_depth_factor(contract, ctx))
 
 
 @register("canonical_metric_depth")
 def _canonical_metric_depth(pred: torch.Tensor, contract: ModelContract, ctx: MetricContext) -> torch.Tensor:
-    assert contract.canonical_focal is not None  # guaranteed by contract validation
-    return _positive_or_nan(pred * _f32(ctx.fx_at_input / contract.canonical_focal))
+    return pred * _f32(canonical_metric_factor(contract, ctx))
 
 
 @register("relative_disparity")
@@ -255,11 +231,13 @@ def _relative_disparity(pred: torch.Tensor, contract: ModelContract, ctx: Metric
     return _reciprocal(1.0, inverse)
 
 
-def to_metric(pred: torch.Tensor, contract: ModelContract, ctx: MetricContext) -> torch.Tensor:
-    """A model output already resized to the depth image -> metres (float32, NaN = invalid): only positive
-    finite metres survive, whatever a converter produced (+inf, or a quotient that underflowed to 0)."""
+def to_metric(pred: torch.Tensor, contract: ModelContract, ctx: MetricContext,
+              depth_range: tuple[float, float] = (0.0, math.inf)) -> torch.Tensor:
+    """A model output already resized to the depth image -> metres (float32, NaN = invalid): positive
+    finite metres within ``depth_range`` (inclusive) survive, as ``metric.to_metric``."""
     depth = TORCH_CONVERTERS[contract.output_kind](pred.float(), contract, ctx)
-    return torch.where((depth > 0) & torch.isfinite(depth), depth, NAN)
+    low, high = valid_depth_bounds(*depth_range)
+    return torch.where((depth >= float(low)) & (depth <= float(high)), depth, NAN)
 
 
 def apply_depth_range(depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
@@ -361,17 +339,16 @@ class TorchPipeline:
 
     def area_taps(self, geometry: InputGeometry) -> tuple[Taps, Taps] | None:
         """(rows, cols) taps of the image -> content region resize when it is an area resize (both sides
-        shrink, ``resize_plan``); None when it is bilinear or the identity."""
+        shrink, ``resize_mode``); None when it is bilinear or the identity."""
         key = (geometry.image_height, geometry.image_width, geometry.content_height, geometry.content_width)
         if key in self._taps:
             self._taps.move_to_end(key)
             return self._taps[key]
         in_h, in_w, out_h, out_w = key
-        mode, steps = resize_plan(in_h, in_w, out_h, out_w)
         taps: tuple[Taps, Taps] | None = None
-        if mode == "area" and steps:
-            taps = (Taps.from_numpy(*axis_taps([in_h, *(h for h, _ in steps)]), self.device),
-                    Taps.from_numpy(*axis_taps([in_w, *(w for _, w in steps)]), self.device))
+        if resize_mode(in_h, in_w, out_h, out_w) == "area":
+            taps = (Taps.from_numpy(*area_taps(in_h, out_h), self.device),
+                    Taps.from_numpy(*area_taps(in_w, out_w), self.device))
         self._taps[key] = taps
         while len(self._taps) > _CACHE_SIZE:
             self._taps.popitem(last=False)
@@ -404,3 +381,19 @@ class TorchPipeline:
                              f"{camera.width}x{camera.height}")
         rays_x, rays_y = self.rays(camera, stride)
         return depth_to_points(depth, rays_x, rays_y, stride)
+
+
+def array_ops(pipeline: TorchPipeline) -> ArrayOps:
+    """The post-inference steps of ``DepthEstimator`` on ``pipeline``'s device."""
+    from depth_ros.pipeline import ArrayOps  # imported here: pipeline imports this module lazily
+
+    return ArrayOps(
+        postprocess=postprocess,
+        to_metric=to_metric,
+        apply_depth_range=apply_depth_range,
+        scale=lambda depth, factor: depth.mul_(_f32(factor)),
+        points=pipeline.points,
+        to_host=to_host,
+        download=download,
+        on_host=False,
+    )
