@@ -4,12 +4,16 @@ Ctrl-C). The work lives in depth_ros.bag_process and depth_ros.bag_play."""
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 EXIT_INTERRUPTED = 130
+PLAYER_NODE = "depth_ros_bag_play"  # services /depth_ros_bag_play/pause, ... (rosbag2's node: rosbag2_player)
 ACK_TIMEOUT_S = 10.0  # reliable playback: how long the last messages may take to be acknowledged
 
 
@@ -53,6 +57,37 @@ def _remaps(items: list[str]) -> dict[str, str]:
     return remap
 
 
+def _clock_hz(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate in Hz (put the bag before a bare --clock)") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"the /clock rate must be > 0 Hz, got {text}")
+    return value
+
+
+def _spin_in_background(rclpy: Any, node: Any) -> tuple[Any, threading.Thread]:
+    """Serve the node's services (pause/resume) from a thread while the main thread plays."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass  # Ctrl-C shut the context down: the main thread ends the process
+        except Exception:
+            if rclpy.ok():
+                raise
+
+    thread = threading.Thread(target=spin, name="bag_play_services", daemon=True)
+    thread.start()
+    return executor, thread
+
+
 def _ros_session(name: str):  # noqa: ANN202 - (rclpy module, node)
     import rclpy
 
@@ -64,12 +99,18 @@ def cmd_play(args: argparse.Namespace) -> int:
     from depth_ros.bag_play import Player, PlayOptions
 
     options = PlayOptions(topics=args.topics or None, rate=args.rate, loop=args.loop, start_offset_s=args.start_offset,
-                          reliable=args.reliable, remap=_remaps(args.remap))
-    rclpy, node = _ros_session("depth_ros_bag_play")
+                          reliable=args.reliable, remap=_remaps(args.remap), clock_hz=args.clock or 0.0,
+                          start_paused=args.start_paused)
+    rclpy, node = _ros_session(PLAYER_NODE)
+    executor = spinner = None
     try:
-        player = Player(node, args.bag, options)
+        player = Player(node, args.bag, options, log=lambda line: print(line, flush=True))
+        player.create_control_services()
+        executor, spinner = _spin_in_background(rclpy, node)
         print(f"bag play: {Path(args.bag)}: {', '.join(player.topics)} at {args.rate}x"
-              f"{' (loop)' if args.loop else ''}", flush=True)
+              f"{' (loop)' if args.loop else ''}{f', /clock at {args.clock:g} Hz' if args.clock else ''}"
+              f"{' (paused)' if args.start_paused else ''}; services {node.get_fully_qualified_name()}/"
+              "{pause,resume,toggle_paused,is_paused}", flush=True)
         if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(args.wait_for_subscribers, settle_s=1.0):
             _err("play", f"no subscriber on every topic within {args.wait_for_subscribers:.0f} s")
             return 1
@@ -82,6 +123,9 @@ def cmd_play(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how a looping playback ends
     finally:
+        if executor is not None and spinner is not None:
+            executor.shutdown(timeout_sec=5.0)
+            spinner.join(timeout=5.0)
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
@@ -127,6 +171,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from depth_ros.bag_play import DEFAULT_CLOCK_HZ  # no ROS imports at module level
+
     bag = sub.add_parser("bag", help="process, play and record bags").add_subparsers(dest="bag_command", required=True)
 
     p = bag.add_parser("process", help="run the node's pipeline over a bag offline (no DDS), write a rosbag2 (MCAP)",
@@ -158,6 +204,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "another name")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
                    help="first wait up to S seconds until every played topic has a subscriber")
+    p.add_argument("--clock", type=_clock_hz, nargs="?", const=DEFAULT_CLOCK_HZ, default=None, metavar="HZ",
+                   help=f"publish the bag's time at the playback position on /clock (rosgraph_msgs/msg/Clock) at HZ "
+                   f"(default {DEFAULT_CLOCK_HZ:g}) and before each message, for nodes with use_sim_time: true")
+    p.add_argument("--start-paused", action="store_true",
+                   help="start paused; resume with the ~/resume or ~/toggle_paused service (std_srvs/srv/Trigger)")
     p.set_defaults(func=cmd_play)
 
     p = bag.add_parser("record", help="record live topics to a rosbag2 (MCAP) until Ctrl-C or --duration")

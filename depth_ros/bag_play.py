@@ -4,10 +4,16 @@ the CLI (`depth-ros bag play|record`) and the demo share them.
 
 Messages stay serialized end to end: the player publishes the bag's CDR bytes as they are and the
 recorder subscribes raw, so neither pays for (de)serialising megabyte images.
+
+Playback runs on a `PlaybackClock`: bag time at the playback position, advancing at `rate` times
+the (monotonic) wall clock, standing still while paused and jumping back to the start at each loop.
+With `PlayOptions.clock_hz` the player publishes that time on /clock (rosgraph_msgs/msg/Clock, the
+QoS of `ros2 bag play --clock`) for nodes running with `use_sim_time: true`.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -17,12 +23,92 @@ from typing import Any
 
 from depth_ros.bagio import BagError, BagReader, BagWriter, RawMessage, message_class
 
+CLOCK_TOPIC = "/clock"
+DEFAULT_CLOCK_HZ = 40.0  # ros2 bag play --clock without a value
+
 
 def qos_profile(reliable: bool, depth: int) -> Any:
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
                       reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+
+
+def clock_qos() -> Any:
+    """The QoS `ros2 bag play` publishes /clock with (rclcpp::ClockQoS: sensor data, keep last 1):
+    best effort, volatile, keep last 1. rclpy's and rclcpp's /clock subscriptions match it."""
+    return qos_profile(reliable=False, depth=1)
+
+
+class PlaybackClock:
+    """Bag time (ns) at the playback position, driven by a monotonic wall clock.
+
+    It advances ``rate`` bag seconds per wall second, stands still while paused (and resumes from
+    where it stood: the pause adds no bag time) and `jump`s where playback restarts. Thread-safe;
+    its `condition` also serialises publishing, so what the player publishes is ordered in bag time.
+    """
+
+    def __init__(self, start_ns: int = 0, rate: float = 1.0, paused: bool = False,
+                 wall: Callable[[], float] = time.monotonic) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        self.rate = rate
+        self.condition = threading.Condition()
+        self._wall = wall
+        self._anchor_ns = start_ns
+        self._anchor_wall = wall()
+        self._paused = paused
+
+    def now_ns_locked(self) -> int:
+        if self._paused:
+            return self._anchor_ns
+        return self._anchor_ns + int((self._wall() - self._anchor_wall) * self.rate * 1e9)
+
+    def now_ns(self) -> int:
+        with self.condition:
+            return self.now_ns_locked()
+
+    @property
+    def paused(self) -> bool:
+        with self.condition:
+            return self._paused
+
+    def set_paused(self, paused: bool) -> bool:
+        """Pause or resume; returns whether that changed anything."""
+        with self.condition:
+            if paused == self._paused:
+                return False
+            self._anchor_ns = self.now_ns_locked()
+            self._anchor_wall = self._wall()
+            self._paused = paused
+            self.condition.notify_all()
+            return True
+
+    def jump(self, bag_ns: int) -> None:
+        """Continue from ``bag_ns`` (paused or not, as before)."""
+        with self.condition:
+            self._anchor_ns, self._anchor_wall = bag_ns, self._wall()
+            self.condition.notify_all()
+
+    def wake(self) -> None:
+        with self.condition:
+            self.condition.notify_all()
+
+    def wait_until_locked(self, bag_ns: int, stop: threading.Event, max_wait_s: float = 0.25) -> bool:
+        """With `condition` held: wait until the clock reaches ``bag_ns`` while playing; False if stopped.
+
+        Returns with the lock held and the clock playing at or past ``bag_ns``, so whatever the caller
+        publishes before releasing it cannot be overtaken by a pause.
+        """
+        while not stop.is_set():
+            if self._paused:
+                self.condition.wait(max_wait_s)
+                continue
+            left_s = (bag_ns - self.now_ns_locked()) / 1e9 / self.rate
+            if left_s <= 0:
+                return True
+            self.condition.wait(min(left_s, max_wait_s))
+        return False
 
 
 @dataclass
@@ -35,6 +121,8 @@ class PlayOptions:
     reliable: bool = False  # default: sensor-data QoS (best effort), what depth_node subscribes with
     qos_depth: int = 10
     remap: dict[str, str] | None = None  # bag topic -> published topic
+    clock_hz: float = 0.0  # > 0: publish the playback time on /clock at this rate and before each message
+    start_paused: bool = False
 
 
 class Player:
@@ -47,9 +135,17 @@ class Player:
         self.options = options or PlayOptions()
         if not self.options.rate > 0:
             raise ValueError(f"--rate must be > 0, got {self.options.rate}")
+        if not (self.options.clock_hz >= 0 and math.isfinite(self.options.clock_hz)):
+            raise ValueError(f"--clock must be a rate > 0 Hz, got {self.options.clock_hz}")
         self.on_publish = on_publish
+        self.log = log
         self.published = 0
         self._stop = threading.Event()
+        self.clock = PlaybackClock(rate=self.options.rate, paused=self.options.start_paused)
+        self._clock_publisher: Any = None
+        self._clock_thread: threading.Thread | None = None
+        self._clock_done = threading.Event()
+        self._services: list[Any] = []
         from rclpy.exceptions import InvalidTopicNameException
 
         remap = self.options.remap or {}
@@ -76,6 +172,10 @@ class Player:
             log(f"bag play: not playing {len(not_played)} topics: {'; '.join(not_played)}")
         if not self._publishers:
             raise BagError(f"nothing to play in {self.bag}")
+        if self.options.clock_hz > 0:
+            from rosgraph_msgs.msg import Clock
+
+            self._clock_publisher = node.create_publisher(Clock, CLOCK_TOPIC, clock_qos())
 
     @property
     def topics(self) -> list[str]:
@@ -98,6 +198,103 @@ class Player:
 
     def stop(self) -> None:
         self._stop.set()
+        self.clock.wake()
+
+    # ----------------------------------------------------------------- pause / resume
+    @property
+    def paused(self) -> bool:
+        return self.clock.paused
+
+    def pause(self) -> bool:
+        """Stop publishing (the clock stands still); returns False when already paused."""
+        changed = self.clock.set_paused(True)
+        if changed:
+            self.log(f"bag play: paused at {self._describe_time()}")
+        return changed
+
+    def resume(self) -> bool:
+        """Continue from where playback stood; returns False when not paused."""
+        changed = self.clock.set_paused(False)
+        if changed:
+            self.log(f"bag play: resumed at {self._describe_time()}")
+        return changed
+
+    def toggle_paused(self) -> bool:
+        """Pause when playing, resume when paused; returns the new state (True = paused)."""
+        with self.clock.condition:  # reentrant: one decision and one change
+            if self.clock.paused:
+                self.resume()
+            else:
+                self.pause()
+            return self.clock.paused
+
+    def _describe_time(self) -> str:
+        return f"bag time {self.clock.now_ns() / 1e9:.9f} s"
+
+    def create_control_services(self) -> list[Any]:
+        """`~/pause`, `~/resume`, `~/toggle_paused`, `~/is_paused` (std_srvs/srv/Trigger) on the node.
+
+        The names are those of `ros2 bag play`'s services (rosbag2_interfaces, not on PyPI, hence
+        Trigger). Each answers success=True and a message that starts with the state after the call,
+        'paused' or 'playing', then the bag time. The node must be spun (an executor) to serve them.
+        """
+        from std_srvs.srv import Trigger
+
+        def service(action: Callable[[], object]) -> Callable[[Any, Any], Any]:
+            def callback(request: Any, response: Any) -> Any:
+                with self.clock.condition:
+                    action()
+                    state = "paused" if self.clock.paused else "playing"
+                    response.success, response.message = True, f"{state} at {self._describe_time()}"
+                return response
+            return callback
+
+        actions: dict[str, Callable[[], object]] = {
+            "pause": self.pause, "resume": self.resume, "toggle_paused": self.toggle_paused,
+            "is_paused": lambda: None}
+        self._services += [self.node.create_service(Trigger, f"~/{name}", service(action))
+                           for name, action in actions.items()]
+        return self._services
+
+    # ----------------------------------------------------------------- /clock
+    def _publish_clock_locked(self) -> None:
+        """Publish the clock's time now (with `clock.condition` held, so publishes stay in time order)."""
+        if self._clock_publisher is None:
+            return
+        from rosgraph_msgs.msg import Clock
+
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(max(self.clock.now_ns_locked(), 0), 10**9)
+        self._clock_publisher.publish(msg)
+
+    def _start_clock_thread(self) -> None:
+        if self._clock_publisher is None or self._clock_thread is not None:
+            return
+        self._clock_done.clear()
+        self._clock_thread = threading.Thread(target=self._clock_loop, name="bag_play_clock", daemon=True)
+        self._clock_thread.start()
+
+    def _clock_loop(self) -> None:
+        period = 1.0 / self.options.clock_hz
+        due = time.monotonic()
+        while True:
+            due += period
+            if self._clock_done.wait(max(0.0, due - time.monotonic())):
+                return
+            due = max(due, time.monotonic() - period)  # after a stall: on schedule again, no burst
+            try:
+                with self.clock.condition:
+                    self._publish_clock_locked()
+            except Exception:
+                if self.node.context.ok():
+                    raise
+                return  # the context was shut down (Ctrl-C): the clock ends with the process
+
+    def _stop_clock_thread(self) -> None:
+        self._clock_done.set()
+        if self._clock_thread is not None:
+            self._clock_thread.join(timeout=5.0)
+            self._clock_thread = None
 
     def wait_for_all_acked(self, timeout_s: float) -> bool:
         """With reliable QoS: wait until every subscriber acknowledged what was published.
@@ -117,20 +314,28 @@ class Player:
         return True
 
     def play(self) -> int:
-        """Publish until the bag (or the loops) end or stop() is called; returns messages published."""
+        """Publish until the bag (or the loops) end or stop() is called; returns messages published.
+
+        Each pass starts the clock at its first message (the first at or after --start-offset) and
+        publishes every message once the clock reaches its recorded time: ``rate`` scales the gaps,
+        a pause holds the clock and playback, and with --loop the clock jumps back at every pass.
+        """
         passes = 0
-        while not self._stop.is_set():
-            self._play_once()
-            passes += 1
-            if not self.options.loop or (self.options.loops is not None and passes >= self.options.loops):
-                break
+        try:
+            while not self._stop.is_set():
+                if not self._play_once():
+                    break  # nothing at or after the start offset: looping would spin
+                passes += 1
+                if not self.options.loop or (self.options.loops is not None and passes >= self.options.loops):
+                    break
+        finally:
+            self._stop_clock_thread()
         return self.published
 
-    def _play_once(self) -> None:
-        rate = self.options.rate
+    def _play_once(self) -> bool:
+        """One pass; returns whether it had anything to play."""
         with BagReader(self.bag) as reader:
             begin: int | None = None
-            start_wall = 0.0
             offset_ns = int(self.options.start_offset_s * 1e9)
             first_ns: int | None = None
             for raw in reader.messages(self.topics):
@@ -138,15 +343,21 @@ class Player:
                     first_ns = raw.timestamp_ns
                 if raw.timestamp_ns - first_ns < offset_ns:
                     continue
-                if begin is None:
-                    begin, start_wall = raw.timestamp_ns, time.monotonic()
-                due = start_wall + (raw.timestamp_ns - begin) / 1e9 / rate
-                if self._stop.wait(max(0.0, due - time.monotonic())):
-                    return
-                self._publishers[raw.topic].publish(raw.data)
+                with self.clock.condition:
+                    if begin is None:
+                        begin = raw.timestamp_ns
+                        self.clock.jump(begin)  # the start, or back to it (loop)
+                        self._publish_clock_locked()
+                        self._start_clock_thread()
+                    if not self.clock.wait_until_locked(raw.timestamp_ns, self._stop):
+                        return True
+                    # Clock first: a node on sim time never receives a message from its future.
+                    self._publish_clock_locked()
+                    self._publishers[raw.topic].publish(raw.data)
                 self.published += 1
                 if self.on_publish is not None:
                     self.on_publish(raw, time.time_ns())
+            return begin is not None
 
 
 def discover_types(node: Any, topics: list[str], timeout_s: float,

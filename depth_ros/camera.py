@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -101,7 +101,12 @@ def _distortion_present(model: str, d: tuple[float, ...]) -> bool:
 
 
 def _distortion_coeffs(model: str, d: tuple[float, ...]) -> np.ndarray:
-    """D in the length OpenCV expects for `model` (trailing zeros tolerated, plumb_bob 4 padded)."""
+    """D in the length OpenCV expects for `model`: read-only float64 of _MODEL_COEFFS[model] values.
+
+    Trailing zeros beyond the model's count are dropped (drivers publish zero-padded D of 6, 9, 16
+    ... values, while OpenCV accepts only 4, 5, 8, 12 or 14), a 4-value plumb_bob gets k3 = 0; a
+    non-zero coefficient beyond the count, or too few coefficients, is a CameraInfoError.
+    """
     n = _MODEL_COEFFS[model]
     coeffs = list(d)
     if model == "plumb_bob" and len(coeffs) == 4:
@@ -110,7 +115,9 @@ def _distortion_coeffs(model: str, d: tuple[float, ...]) -> np.ndarray:
         raise CameraInfoError(
             f"d: distortion_model {model!r} needs {n} coefficients, got {len(d)}: {list(d)}"
         )
-    return np.asarray(coeffs[:n], dtype=np.float64)
+    out = np.asarray(coeffs[:n], dtype=np.float64)
+    out.setflags(write=False)
+    return out
 
 
 def _undistort_points(pts: np.ndarray, k: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
@@ -180,6 +187,7 @@ class CameraModel:
     `k` (3x3), `p` (3x4), `r` (3x3), `d` and `distortion_model` mirror CameraInfo. `rectified` is
     True when pixels follow the pinhole model of (fx, fy, cx, cy) with no distortion; intrinsics
     then come from P (or K when P is all zeros), otherwise from K with D applied.
+    `opencv_distortion` is D as OpenCV takes it: the only form of D to hand to cv2.
     Equality and hashing go through `cache_key()`.
     """
 
@@ -191,6 +199,8 @@ class CameraModel:
     d: tuple[float, ...]
     distortion_model: str
     rectified: bool
+    # Derived in __post_init__ (see `opencv_distortion`); not a constructor argument.
+    _opencv_distortion: np.ndarray | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise through object.__setattr__ so every instance holds private,
@@ -214,8 +224,11 @@ class CameraModel:
 
         if not np.any(self.k) and not np.any(self.p):
             raise CameraInfoError("k, p: all-zero intrinsics (camera not calibrated?)")
+        # The one place D becomes OpenCV's vector (validates the coefficient count on the way).
+        coeffs: np.ndarray | None = None
         if not self.rectified and _distortion_present(self.distortion_model, self.d):
-            _distortion_coeffs(self.distortion_model, self.d)  # validates the coefficient count
+            coeffs = _distortion_coeffs(self.distortion_model, self.d)
+        object.__setattr__(self, "_opencv_distortion", coeffs)
         source = "p" if self._uses_p() else "k"
         for label, index, value in (("fx", 0, self.fx), ("fy", 4 if source == "k" else 5, self.fy)):
             if not (math.isfinite(value) and value > 0.0):
@@ -306,6 +319,13 @@ class CameraModel:
         return self.rectified and self.p[0, 0] > 0.0 and self.p[1, 1] > 0.0
 
     @property
+    def input_model(self) -> str:
+        """How this image's pixels are interpreted, for logs and diagnostics."""
+        if not self.rectified:
+            return "raw (K + D)" if self.opencv_distortion is not None else "raw (K, no distortion)"
+        return "rectified (P)" if self._uses_p() else "rectified (K: P is all zero)"
+
+    @property
     def _intrinsic_matrix(self) -> np.ndarray:
         """The 3x3 matrix that maps this image's (undistorted) pixels."""
         return self.p[:, :3] if self._uses_p() else self.k
@@ -339,6 +359,20 @@ class CameraModel:
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return (self.width, self.height)
+
+    @property
+    def opencv_distortion(self) -> np.ndarray | None:
+        """The distortion vector OpenCV expects for this image, or None when no distortion applies.
+
+        None for a rectified image (D is ignored) and for an all-zero D: pixels follow the pinhole
+        model of (fx, fy, cx, cy). Otherwise a read-only float64 array of exactly the model's count,
+        in ROS order (which is OpenCV's): plumb_bob k1 k2 p1 p2 k3 (5; a 4-value D gets k3 = 0),
+        rational_polynomial k1 k2 p1 p2 k3 k4 k5 k6 (8), equidistant k1 k2 k3 k4 (4, for
+        cv2.fisheye). Trailing zeros of a padded D (6, 9, 16 values ...) are dropped; a non-zero
+        coefficient beyond the count was already refused when the model was built. Use it with K
+        (`k`), never with `camera.d`: cv2.projectPoints refuses lengths other than 4/5/8/12/14.
+        """
+        return self._opencv_distortion
 
     # ------------------------------------------------------------------ derived models
 
@@ -391,13 +425,12 @@ class CameraModel:
         u = np.arange(0, self.width, stride, dtype=np.float64)
         v = np.arange(0, self.height, stride, dtype=np.float64)
         uu, vv = np.meshgrid(u, v)
-        use_distortion = not self.rectified and _distortion_present(self.distortion_model, self.d)
-        if not use_distortion:
+        coeffs = self.opencv_distortion
+        if coeffs is None:
             # Pure pinhole; skew is ignored as in OpenCV (ROS K has K[0,1] == 0 by convention).
             x_n = (uu - self.cx) / self.fx
             y_n = (vv - self.cy) / self.fy
         else:
-            coeffs = _distortion_coeffs(self.distortion_model, self.d)
             pts = np.stack([uu.ravel(), vv.ravel()], axis=-1).reshape(-1, 1, 2)
             k = np.ascontiguousarray(self.k)
             if self.distortion_model == "equidistant":

@@ -6,9 +6,11 @@ multi-megabyte best-effort messages arrive (see config/fastdds_large_data.xml an
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from depth_ros.models import package_file
 
@@ -52,3 +54,39 @@ def local_ros_env(domain_id: int, base: dict[str, str] | None = None) -> dict[st
 def apply_local_ros_env(domain_id: int) -> None:
     """Set `local_ros_env` in this process (before rclpy.init)."""
     os.environ.update(local_ros_env(domain_id, base={}))
+
+
+# ROS 2 recommends domain ids 0..101 on Linux (higher ones collide with ephemeral ports); 0 is the
+# default every real robot on the network uses, so the project's own processes never take it.
+DOMAIN_RANGE = range(1, 102)
+_LOCK_DIR = Path(tempfile.gettempdir()) / "depth_ros_domains"
+_held: dict[int, IO[str]] = {}
+
+
+def reserve_domain_id(exclude: tuple[int, ...] = ()) -> int:
+    """A ROS_DOMAIN_ID no other depth_ros process on this machine holds, kept until this process exits.
+
+    Each id is an exclusive flock on a file in the temp directory: concurrent test runs, demos and
+    benchmarks each get their own domain, and a crashed process frees its id (the kernel drops the lock).
+    """
+    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    for domain_id in DOMAIN_RANGE:
+        if domain_id in _held or domain_id in exclude:
+            continue
+        handle = open(_LOCK_DIR / f"{domain_id}.lock", "a")  # noqa: SIM115 - held open for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _held[domain_id] = handle
+        return domain_id
+    raise RuntimeError(f"every ROS domain id in {DOMAIN_RANGE.start}..{DOMAIN_RANGE.stop - 1} is held by another "
+                       f"depth_ros process on this machine (locks in {_LOCK_DIR})")
+
+
+def release_domain_id(domain_id: int) -> None:
+    """Give back an id from `reserve_domain_id` before the process exits."""
+    handle = _held.pop(domain_id, None)
+    if handle is not None:
+        handle.close()

@@ -1,6 +1,12 @@
 """Pipeline statistics for /diagnostics: rates, frame counters by reason, per-stage latency.
 
 Pure Python (thread-safe); the node turns `snapshot()` into diagnostic_msgs.
+
+Rates and the age of the last problem run on an injectable clock (seconds): `time.monotonic` by
+default, the node's ROS clock under `use_sim_time` (a bag played with --clock). Sim time stands
+still while the bag is paused (rates keep the value they had, measured over clock time, not wall
+time) and jumps back when a bag loops (the rate windows then restart; a problem keeps its age).
+Latencies are measured by the caller (wall time) and are not affected.
 """
 
 from __future__ import annotations
@@ -8,49 +14,94 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 import numpy as np
 
 
 class RateMeter:
-    """Events per second over a sliding window."""
+    """Events per second over a sliding window of clock time.
 
-    def __init__(self, window_s: float = 5.0) -> None:
+    ``now`` defaults to ``clock()``. When the clock goes backwards (a looped bag under sim time) the
+    window restarts: the events before the jump are dropped instead of giving a negative or
+    meaningless span. Events at one and the same instant give no rate (0) rather than a division by
+    a zero span.
+    """
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 max_events: int = 1000) -> None:
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
         self.window_s = window_s
-        self._times: deque[float] = deque(maxlen=1000)
+        self.clock = clock
+        self._times: deque[float] = deque(maxlen=max_events)
 
-    def tick(self, now: float) -> None:
+    def restart(self) -> None:
+        self._times.clear()
+
+    def _went_back(self, now: float) -> bool:
+        if self._times and now < self._times[-1]:
+            self.restart()
+            return True
+        return False
+
+    def tick(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self._went_back(now)
         self._times.append(now)
 
-    def rate(self, now: float) -> float:
+    def rate(self, now: float | None = None) -> float:
+        now = self.clock() if now is None else now
+        if self._went_back(now):
+            return 0.0
         while self._times and now - self._times[0] > self.window_s:
             self._times.popleft()
         if len(self._times) < 2:
             return 0.0
-        span = max(now - self._times[0], 1e-9)
+        span = now - self._times[0]
+        if span <= 0.0:
+            return 0.0
         return (len(self._times) - 1) / span
 
 
 class PipelineStats:
-    """Counters and latencies the node updates from its callback and worker threads."""
+    """Counters and latencies the node updates from its callback and worker threads.
 
-    def __init__(self, latency_window: int = 200) -> None:
+    ``clock`` (seconds) times the input/output rates and `recent_problem`; see the module notes
+    for clocks that stand still or jump back.
+    """
+
+    def __init__(self, latency_window: int = 200, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
+        self._last_now: float | None = None
         self._latency_window = latency_window
         self.received = 0
         self.published = 0
         self.dropped: Counter[str] = Counter()  # frames never processed (superseded by a newer one)
         self.skipped: Counter[str] = Counter()  # frames rejected or failed, by reason
-        self.input_rate = RateMeter()
-        self.output_rate = RateMeter()
+        self.input_rate = RateMeter(clock=clock)
+        self.output_rate = RateMeter(clock=clock)
         self._stages: dict[str, deque[float]] = {}
         self.last_problem = ""
         self.last_problem_time = 0.0
 
+    def _now_locked(self) -> float:
+        """The clock's time; a jump back restarts the rate windows and keeps the last problem's age."""
+        now = self._clock()
+        last = self._last_now
+        if last is not None and now < last:
+            self.input_rate.restart()
+            self.output_rate.restart()
+            if self.last_problem:
+                self.last_problem_time -= last - now  # as old as it was when the clock was last read
+        self._last_now = now
+        return now
+
     def frame_received(self) -> None:
         with self._lock:
             self.received += 1
-            self.input_rate.tick(time.monotonic())
+            self.input_rate.tick(self._now_locked())
 
     def frame_dropped(self, reason: str) -> None:
         with self._lock:
@@ -60,12 +111,12 @@ class PipelineStats:
         with self._lock:
             self.skipped[reason] += 1
             self.last_problem = problem
-            self.last_problem_time = time.monotonic()
+            self.last_problem_time = self._now_locked()
 
     def frame_published(self, timings: dict[str, float]) -> None:
         with self._lock:
             self.published += 1
-            self.output_rate.tick(time.monotonic())
+            self.output_rate.tick(self._now_locked())
             for stage, seconds in timings.items():
                 window = self._stages.get(stage)
                 if window is None:
@@ -83,8 +134,8 @@ class PipelineStats:
 
     def snapshot(self) -> list[tuple[str, str]]:
         """Key/value pairs for a DiagnosticStatus."""
-        now = time.monotonic()
         with self._lock:
+            now = self._now_locked()
             pairs = [
                 ("input_rate_hz", f"{self.input_rate.rate(now):.2f}"),
                 ("output_rate_hz", f"{self.output_rate.rate(now):.2f}"),
@@ -107,7 +158,7 @@ class PipelineStats:
 
     def recent_problem(self, within_s: float) -> str | None:
         with self._lock:
-            if self.last_problem and time.monotonic() - self.last_problem_time < within_s:
+            if self.last_problem and self._now_locked() - self.last_problem_time < within_s:
                 return self.last_problem
         return None
 

@@ -91,6 +91,11 @@ class CameraRegistry:
         with self._lock:
             self._cameras.clear()
 
+    def latest(self) -> CameraModel | None:
+        """The most recently accepted camera model (None before the first, or after a rejected one)."""
+        with self._lock:
+            return next(reversed(self._cameras.values()), None)
+
     def lookup(self, size: tuple[int, int], info_topic: str) -> CameraModel:
         """The camera model of a (width, height) image, or FrameSkipped saying why there is none."""
         with self._lock:
@@ -120,37 +125,80 @@ def decode_image(msg: Image | CompressedImage) -> Any:
         raise FrameSkipped("bad_image", f"rejected image: {exc}") from exc
 
 
-def _rectified_setting(values: Mapping[str, Any]) -> bool | None:
-    return {"auto": None, "true": True, "false": False}[values["input_rectified"]]
+# image_transport plugins publish on <base topic>/<transport>: the base name says what the image is.
+_TRANSPORT_SUFFIXES = ("compressed", "compressedDepth", "theora", "zstd", "ffmpeg", "h264", "foxglove")
+
+
+def image_base_name(image_topic: str) -> str:
+    """Last name of an image topic without its transport suffix (/cam/image_rect/compressed -> image_rect)."""
+    parts = [part for part in image_topic.split("/") if part]
+    if len(parts) > 1 and parts[-1] in _TRANSPORT_SUFFIXES:
+        parts = parts[:-1]
+    return parts[-1] if parts else ""
+
+
+def input_rectified(setting: str, image_topic: str) -> bool | None:
+    """The `input_rectified` parameter resolved for an image topic: True = rectified (P, D ignored), False =
+    raw (K + D), None = decided per CameraInfo (raw when D has a non-zero coefficient).
+
+    'auto' follows how ROS camera pipelines name their topics: image_proc publishes `image_rect` (and
+    `image_rect_color`) with the camera's original CameraInfo, whose D is non-zero and whose P is the
+    rectified camera, so a base name starting with image_rect is rectified whatever D says.
+    """
+    if setting == "true":
+        return True
+    if setting == "false":
+        return False
+    return True if image_base_name(image_topic).startswith("image_rect") else None
+
+
+def describe_input_rule(setting: str, image_topic: str) -> str:
+    """One line for the startup log: how images on ``image_topic`` are interpreted, and why."""
+    rectified = input_rectified(setting, image_topic)
+    if setting != "auto":
+        return (f"input_rectified {setting}: images on {image_topic} are "
+                + ("rectified (P, D ignored)" if rectified else "raw (K + D)"))
+    if rectified:
+        return f"input_rectified auto: {image_topic} is an image_rect topic -> rectified (P, D ignored)"
+    return (f"input_rectified auto: {image_topic} is not an image_rect topic -> raw (K + D) when its CameraInfo "
+            "has non-zero distortion, else P; set input_rectified true/false to override")
 
 
 class FrameProcessor:
     """The per-frame pipeline of one camera: its CameraInfo registry, the estimator, the output settings."""
 
-    def __init__(self, estimator: DepthEstimator, values: Mapping[str, Any]) -> None:
+    def __init__(self, estimator: DepthEstimator, values: Mapping[str, Any], image_topic: str = "image") -> None:
         self.estimator = estimator
         self.cameras = CameraRegistry()
+        self.image_topic = image_topic  # decides input_rectified 'auto' (input_rectified())
         # The last cloud's data buffer and layout, reused by the next frame of the same layout.
         self._cloud_buffer: tuple[Any, Any] | None = None
-        self._lock = threading.Lock()  # settings change (parameter callback) vs. a frame in flight
-        self._values: dict[str, Any] = {}
+        # (parameter values, pipeline settings): replaced whole by configure(), read once per frame, so a
+        # parameter change never waits for the frame in flight and never applies half-way through one.
+        self._state: tuple[dict[str, Any], Any] = ({}, None)
         self.configure(values)
         # More outputs from the same depth (the node's navigation outputs): called with
         # (DepthFrame, header, parameter values, emit) after the others; returns stage timings.
         self.extra_outputs: Callable[[Any, Any, Mapping[str, Any], Emit], dict[str, float]] | None = None
 
     def configure(self, values: Mapping[str, Any]) -> None:
-        """Apply (validated) parameter values; CameraInfo is re-derived when input_rectified changes."""
-        with self._lock:
-            rectified_changed = bool(self._values) and values["input_rectified"] != self._values["input_rectified"]
-            self._values = dict(values)
-            self.estimator.settings = pipeline_settings(values)
+        """Apply (validated) parameter values without waiting for a frame in flight (it keeps its values; the
+        next frame takes these). CameraInfo is re-derived when input_rectified changes."""
+        previous = self._state[0]
+        rectified_changed = bool(previous) and values["input_rectified"] != previous["input_rectified"]
+        settings = pipeline_settings(values)
+        self._state = (dict(values), settings)  # one reference swap: atomic for the worker
+        self.estimator.settings = settings
         if rectified_changed:
             self.cameras.clear()  # re-derive from the next CameraInfo
 
+    @property
+    def values(self) -> dict[str, Any]:
+        return self._state[0]
+
     def camera_info(self, msg: Any) -> CameraModel:
         """Take a CameraInfo; raises CameraInfoError when it is invalid (the registry forgets the older ones)."""
-        return self.cameras.update(msg, _rectified_setting(self._values))
+        return self.cameras.update(msg, input_rectified(self._state[0]["input_rectified"], self.image_topic))
 
     def process(self, msg: Image | CompressedImage, emit: Emit, wanted: Wanted = Wanted(),
                 info_topic: str = "camera_info") -> dict[str, float]:
@@ -159,13 +207,12 @@ class FrameProcessor:
         rgb = decode_image(msg)
         camera = self.cameras.lookup((rgb.shape[1], rgb.shape[0]), info_topic)
         t1 = time.perf_counter()
-        with self._lock:
-            values = self._values
-            stride = values["cloud_stride"]
-            # The device pipeline builds the points beside the depth and returns both in one copy;
-            # the host path builds them below, straight as the planes the cloud packer interleaves.
-            on_device = wanted.points and self.estimator.uses_device_pipeline
-            frame = self.estimator.estimate(rgb, camera, points_stride=stride if on_device else None)
+        values, settings = self._state  # this frame's parameters, whatever changes meanwhile
+        stride = values["cloud_stride"]
+        # The device pipeline builds the points beside the depth and returns both in one copy;
+        # the host path builds them below, straight as the planes the cloud packer interleaves.
+        on_device = wanted.points and self.estimator.uses_device_pipeline
+        frame = self.estimator.estimate(rgb, camera, points_stride=stride if on_device else None, settings=settings)
         timings = {"decode": t1 - t0, **frame.timings}
         header = msg.header
 

@@ -54,10 +54,13 @@ def _stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
 
 
-def create_publishers(node: Any, qos: Any) -> dict[str, Any]:
-    """The node's `scan` and `points_filtered` publishers (relative names: namespaces and remaps work)."""
-    return {SCAN: node.create_publisher(LaserScan, SCAN, qos),
-            POINTS_FILTERED: node.create_publisher(PointCloud2, POINTS_FILTERED, qos)}
+def create_publishers(create_publisher: Callable[..., Any], qos: Any, **kwargs: Any) -> dict[str, Any]:
+    """The node's `scan` and `points_filtered` publishers (relative names: namespaces and remaps work).
+
+    ``create_publisher``: the node's factory (a lifecycle node passes create_lifecycle_publisher), called as
+    ``create_publisher(type, topic, qos, **kwargs)``."""
+    return {SCAN: create_publisher(LaserScan, SCAN, qos, **kwargs),
+            POINTS_FILTERED: create_publisher(PointCloud2, POINTS_FILTERED, qos, **kwargs)}
 
 
 class NavigationOutputs:

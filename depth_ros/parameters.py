@@ -27,7 +27,11 @@ class ParamSpec:
 _DEFAULTS = PipelineSettings()
 _RECOVERY = RecoverySettings()
 
+QOS_RELIABILITIES = ("best_effort", "reliable")
+
 PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("autostart", True, "configure and activate at startup; false: stay unconfigured until a lifecycle "
+              "manager drives <node>/change_state (Nav2's lifecycle_manager, ros2 lifecycle set)", read_only=True),
     ParamSpec("model", "default", "ONNX model carrying a depth_ros contract: a path, or a file name in the "
               "package's models/ folder; 'default' is the embedded default model", read_only=True),
     ParamSpec("backend", "auto", "inference backend", choices=backend_names(), read_only=True),
@@ -41,14 +45,24 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' "
               "subscribes sensor_msgs/CompressedImage on 'image/compressed'", choices=("raw", "compressed"),
               read_only=True),
-    ParamSpec("qos_reliability", "best_effort", "reliability of all subscriptions and publishers "
-              "(best_effort = sensor-data QoS; a reliable subscriber never matches a best-effort publisher)",
-              choices=("best_effort", "reliable"), read_only=True),
-    ParamSpec("qos_depth", 1, "history depth of the subscriptions and publishers (the newest frame wins "
-              "anyway)", range=(1, 100), read_only=True),
-    ParamSpec("input_rectified", "auto", "'auto': the image is raw when CameraInfo has non-zero distortion, "
-              "else rectified; 'true': always rectified (use P, ignore D, like depth_image_proc); "
-              "'false': always raw (use K and D)", choices=("auto", "true", "false")),
+    # REP-2003: sensor drivers publish reliable or best effort, consumers subscribe as they like. A
+    # best-effort subscription matches either kind of publisher; a reliable publisher matches either kind of
+    # subscriber (RViz2 and image_transport default to reliable, Nav2 to best effort). Keep-last history
+    # never blocks the node on a slow or vanished reliable subscriber: the oldest unsent sample is replaced.
+    ParamSpec("input_qos_reliability", "best_effort", "reliability of the image, camera_info and reference "
+              "subscriptions; best_effort matches reliable and best-effort publishers (REP-2003)",
+              choices=QOS_RELIABILITIES, read_only=True),
+    ParamSpec("input_qos_depth", 1, "history depth of the subscriptions (the newest frame wins anyway)",
+              range=(1, 100), read_only=True),
+    ParamSpec("output_qos_reliability", "reliable", "reliability of the output publishers; reliable matches "
+              "reliable subscribers (RViz2, image_transport, depth_image_proc) and best-effort ones (Nav2)",
+              choices=QOS_RELIABILITIES, read_only=True),
+    ParamSpec("output_qos_depth", 1, "history depth of the output publishers (keep-last: a slow reliable "
+              "subscriber loses old samples instead of slowing the node)", range=(1, 100), read_only=True),
+    ParamSpec("input_rectified", "auto", "'auto': rectified (P, D ignored) when the image topic's base name "
+              "starts with image_rect, otherwise raw (K + D) when CameraInfo has non-zero D; true: always "
+              "rectified, like depth_image_proc; false: always raw. true/false may be booleans or strings",
+              choices=("auto", "true", "false")),
     ParamSpec("depth_encoding", "32FC1", "32FC1 = metres with NaN for invalid; 16UC1 = millimetres with 0 "
               "for invalid (REP-118)", choices=("32FC1", "16UC1")),
     ParamSpec("output_scale", _DEFAULTS.output_scale, "depth image size relative to the input image",
@@ -110,12 +124,44 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
+# Parameters of earlier releases: giving one stops the node at startup with what replaces it.
+REMOVED_PARAMETERS: dict[str, str] = {
+    "qos_reliability": "it set both sides at once, so either reliable subscribers (RViz2) or best-effort drivers "
+                       "never matched; use input_qos_reliability (default best_effort) and output_qos_reliability "
+                       "(default reliable)",
+    "qos_depth": "use input_qos_depth and output_qos_depth",
+}
+
+_TRUE_WORDS = ("true", "yes", "on")
+_FALSE_WORDS = ("false", "no", "off")
+
+
+def accepts_bool(spec: ParamSpec) -> bool:
+    """Whether a user may write true/false for ``spec`` (ROS types `true` as a bool on the command line and in
+    YAML, `"true"` as a string): bool parameters and string parameters whose choices include true/false."""
+    return isinstance(spec.default, bool) or (spec.choices is not None and {"true", "false"} <= set(spec.choices))
+
+
+def normalise(spec: ParamSpec, value: Any) -> Any:
+    """A value as ROS delivered it -> the value of the parameter's own type (unchanged when it cannot be)."""
+    if isinstance(spec.default, bool):
+        if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS + _FALSE_WORDS:
+            return value.strip().lower() in _TRUE_WORDS
+        return value
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(spec.default, str) and isinstance(value, bool) and accepts_bool(spec):
+        return "true" if value else "false"
+    if isinstance(spec.default, str) and isinstance(value, str) and accepts_bool(spec):
+        lowered = value.strip().lower()
+        return "true" if lowered in _TRUE_WORDS else "false" if lowered in _FALSE_WORDS else value
+    return value
+
 
 def check_value(spec: ParamSpec, value: Any) -> str | None:
     """None when ``value`` is acceptable for ``spec``, else the reason it is not."""
     expected = type(spec.default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    value = normalise(spec, value)
     if type(value) is not expected:
         return f"parameter '{spec.name}' must be a {expected.__name__}, got {value!r}"
     if spec.choices is not None and value not in spec.choices:

@@ -154,8 +154,9 @@ class DepthEstimator:
             self._geometry_cache = {key: geometry}  # cameras rarely change size: keep one
         return geometry
 
-    def depth_range(self) -> tuple[float, float]:
-        low, high = self.settings.min_depth, self.settings.max_depth
+    def depth_range(self, settings: PipelineSettings | None = None) -> tuple[float, float]:
+        settings = settings or self.settings
+        low, high = settings.min_depth, settings.max_depth
         if self.contract.min_depth is not None:
             low = max(low, self.contract.min_depth)
         if self.contract.max_depth is not None:
@@ -163,13 +164,13 @@ class DepthEstimator:
         return low, high
 
     def _metric_context(self, camera: CameraModel, geometry: InputGeometry, scale: float,
-                        shift: float) -> MetricContext:
+                        shift: float, settings: PipelineSettings) -> MetricContext:
         return MetricContext(
             f_over_w=camera.f_over_w,
             fx_at_input=camera.fx * geometry.scale_x,
             disparity_scale=scale,
             disparity_shift=shift,
-            focal_rescale=self.settings.focal_rescale,
+            focal_rescale=settings.focal_rescale,
         )
 
     def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, InputGeometry, dict[str, float]]:
@@ -187,12 +188,16 @@ class DepthEstimator:
         timings["inference"] = t2 - t1
         return raw, geometry, timings
 
-    def estimate(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None = None) -> DepthFrame:
+    def estimate(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None = None,
+                 settings: PipelineSettings | None = None) -> DepthFrame:
         """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale.
 
         ``points_stride``: also return the organised point cloud of the depth image at this stride
         (``DepthFrame.points``); on the device path it comes back in the same transfer as the depth.
+        ``settings``: this frame's conversion settings (default: ``self.settings``, read once here, so a
+        change made while the frame is in flight applies to the next frame and never half-way through).
         """
+        settings = settings or self.settings
         if (rgb.shape[1], rgb.shape[0]) != camera.size:
             raise ValueError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera model is {camera.width}x{camera.height}"
@@ -201,16 +206,16 @@ class DepthEstimator:
             raise ValueError(f"points_stride must be >= 1, got {points_stride!r}")
         if self._torch is None:
             raw, geometry, timings = self.predict(rgb)
-            return self._convert(raw, geometry, camera, points_stride, timings)
+            return self._convert(raw, geometry, camera, points_stride, timings, settings)
         import torch
 
         timings = {}
         with torch.inference_mode():
             raw, geometry = self._device_forward(rgb, self._torch, timings)
-            return self._convert(raw, geometry, camera, points_stride, timings)
+            return self._convert(raw, geometry, camera, points_stride, timings, settings)
 
     def _convert(self, raw: Any, geometry: InputGeometry, camera: CameraModel, points_stride: int | None,
-                 timings: dict[str, float]) -> DepthFrame:
+                 timings: dict[str, float], settings: PipelineSettings) -> DepthFrame:
         """Network output map (numpy or device tensor, per self._ops) -> DepthFrame on the host.
 
         A scale hook works on numpy maps: on the device path the map it needs (the prediction of a relative
@@ -219,20 +224,20 @@ class DepthEstimator:
         """
         ops = self._ops
         t0 = time.perf_counter()
-        width, height = output_size(camera.width, camera.height, self.settings.output_scale)
+        width, height = output_size(camera.width, camera.height, settings.output_scale)
         depth_camera = camera.scaled_to(width, height)
         prediction = ops.postprocess(raw, geometry, width, height)
         host_prediction = ops.to_host(prediction) if ops.on_host else None
         relative = self.contract.output_kind == "relative_disparity"
-        scale, shift = self.settings.disparity_scale, self.settings.disparity_shift
+        scale, shift = settings.disparity_scale, settings.disparity_shift
         scale_hook = self.scale_hook
         if scale_hook is not None and relative:
             host_prediction = ops.to_host(prediction)
             fitted = scale_hook(host_prediction, "disparity", depth_camera)
             if fitted is not None:
                 scale, shift = fitted
-        ctx = self._metric_context(camera, geometry, scale, shift)
-        depth_range = self.depth_range()
+        ctx = self._metric_context(camera, geometry, scale, shift, settings)
+        depth_range = self.depth_range(settings)
         if scale_hook is not None and not relative:
             depth = ops.to_metric(prediction, self.contract, ctx)
             fitted = scale_hook(ops.to_host(depth), "depth", depth_camera)

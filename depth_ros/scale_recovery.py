@@ -218,7 +218,8 @@ def project_points(xyz: np.ndarray, camera: CameraModel, max_points: int = MAX_R
 
     xyz = xyz[xyz[:, 2] > 0]  # behind the camera (also drops NaN)
     z = xyz[:, 2].astype(np.float64)
-    if not camera.rectified and any(camera.d):
+    coeffs = camera.opencv_distortion  # the camera model owns D's OpenCV form (length per model)
+    if coeffs is not None:
         # Raw image: project through the lens model. Points far outside the field of view can fold
         # back into the image through the distortion polynomial, so keep rays inside the pixel rays' box.
         x_low, x_high, y_low, y_high = _ray_box(camera)
@@ -227,11 +228,10 @@ def project_points(xyz: np.ndarray, camera: CameraModel, max_points: int = MAX_R
         pts = np.ascontiguousarray(xyz[inside], dtype=np.float64).reshape(-1, 1, 3)
         z = z[inside]
         zero = np.zeros(3)
-        coeffs = np.asarray(camera.d, dtype=np.float64)
         if pts.shape[0] == 0:
             uv = np.zeros((0, 2))
         elif camera.distortion_model == "equidistant":
-            uv = cv2.fisheye.projectPoints(pts, zero, zero, np.ascontiguousarray(camera.k), coeffs[:4])[0]
+            uv = cv2.fisheye.projectPoints(pts, zero, zero, np.ascontiguousarray(camera.k), coeffs)[0]
         else:
             uv = cv2.projectPoints(pts, zero, zero, np.ascontiguousarray(camera.k), coeffs)[0]
         uv = uv.reshape(-1, 2)
@@ -386,8 +386,9 @@ class ScaleFilter:
 
     def update(self, scale: float, shift: float, stamp_s: float, time_constant_s: float) -> None:
         log_scale = math.log(scale)
-        # First fit, no smoothing, or time ran backwards (a bag restarted): take the fit as it is.
-        if self.log_scale is None or time_constant_s <= 0 or stamp_s < self.stamp_s - 1.0:
+        # First fit, no smoothing, or time ran backwards (a looped or restarted bag, however short): take the
+        # fit as it is; smoothing from a later stamp would ignore every fit until time passed it again.
+        if self.log_scale is None or time_constant_s <= 0 or stamp_s < self.stamp_s:
             self.log_scale, self.shift, self.stamp_s = log_scale, shift, stamp_s
             return
         alpha = 1.0 - math.exp(-max(stamp_s - self.stamp_s, 0.0) / time_constant_s)

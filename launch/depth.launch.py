@@ -4,6 +4,7 @@
     ros2 launch depth_ros depth.launch.py namespace:=camera image:=color/image_raw model:=my_model.onnx
     ros2 launch depth_ros depth.launch.py rviz:=true
     ros2 launch depth_ros depth.launch.py navigation:=true   # + /camera/scan, /camera/points_filtered
+    ros2 launch depth_ros depth.launch.py autostart:=false   # managed: wait for a lifecycle manager
 
 Topics (with the defaults, namespace 'camera'): the node subscribes /camera/color/image_raw and
 /camera/color/camera_info and publishes /camera/depth, /camera/depth/camera_info, /camera/points
@@ -47,6 +48,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "image_transport": ("", "raw | compressed; '' keeps the params file's"),
     "navigation": ("", "true: also publish 'scan' and 'points_filtered' for Nav2 (parameter navigation_outputs); "
                    "'' keeps the params file's"),
+    "autostart": ("", "false: start unconfigured and wait for a lifecycle manager (Nav2's lifecycle_manager, "
+                  "ros2 lifecycle set); '' keeps the params file's (true: configure and activate at once)"),
     "namespace": ("camera", "namespace of the node and of its topics"),
     "image": ("color/image_raw", "input image topic (relative to the namespace unless it starts with '/')"),
     "camera_info": ("color/camera_info", "input CameraInfo topic (relative to the namespace unless absolute)"),
@@ -75,13 +78,15 @@ def node_overrides(values: Mapping[str, str]) -> tuple[list[dict[str, str | bool
 
     Parameter overrides: a list holding one dict of the parameter arguments that were given
     (non-blank), or an empty list when none were (the params file alone decides); `navigation`
-    becomes the boolean parameter navigation_outputs. Remappings: ('image', target) and
+    becomes the boolean parameter navigation_outputs, `autostart` the boolean parameter autostart. Remappings: ('image', target) and
     ('camera_info', target) for each non-blank target.
     """
     given: dict[str, str | bool] = {name: values[name].strip() for name in PARAMETER_ARGUMENTS
                                     if values.get(name, "").strip()}
     if values.get("navigation", "").strip():
         given["navigation_outputs"] = parse_bool(values["navigation"])
+    if values.get("autostart", "").strip():
+        given["autostart"] = parse_bool(values["autostart"])
     remappings = [(name, values[name].strip()) for name in REMAP_ARGUMENTS if values.get(name, "").strip()]
     return ([given] if given else []), remappings
 

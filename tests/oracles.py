@@ -91,3 +91,53 @@ def rgb_image(rgb: np.ndarray, frame_id: str = "camera_optical") -> Image:
 
 def textured_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+# Coefficients each lens model is defined with (ROS order, which is OpenCV's).
+LENS_COEFFS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
+
+
+def lens_distort(x: np.ndarray, y: np.ndarray, model: str, d: tuple[float, ...] | list[float]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Forward lens model of normalised coordinates, written out from the ROS/OpenCV definitions.
+
+    plumb_bob k1 k2 p1 p2 k3 and rational_polynomial k1 k2 p1 p2 k3 k4 k5 k6: Brown-Conrady,
+    radial (1 + k1 r² + k2 r⁴ + k3 r⁶) / (1 + k4 r² + k5 r⁴ + k6 r⁶) plus tangential p1 p2.
+    equidistant k1..k4: Kannala-Brandt, θd = θ (1 + k1 θ² + k2 θ⁴ + k3 θ⁶ + k4 θ⁸), θ = atan r.
+    ``d`` has exactly the model's count (the test's canonical vector, never a padded one).
+    """
+    assert len(d) == LENS_COEFFS[model], (model, d)
+    if model == "equidistant":
+        k1, k2, k3, k4 = d
+        r = np.hypot(x, y)
+        theta = np.arctan(r)
+        t2 = theta * theta
+        theta_d = theta * (1.0 + k1 * t2 + k2 * t2**2 + k3 * t2**3 + k4 * t2**4)
+        scale = np.where(r > 0, theta_d / np.where(r > 0, r, 1.0), 1.0)
+        return x * scale, y * scale
+    k1, k2, p1, p2, k3 = d[:5]
+    k4, k5, k6 = d[5:] if model == "rational_polynomial" else (0.0, 0.0, 0.0)
+    r2 = x * x + y * y
+    radial = (1.0 + k1 * r2 + k2 * r2**2 + k3 * r2**3) / (1.0 + k4 * r2 + k5 * r2**2 + k6 * r2**3)
+    xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+    yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+    return xd, yd
+
+
+def lens_rays(u: np.ndarray, v: np.ndarray, fx: float, fy: float, cx: float, cy: float, model: str,
+              d: tuple[float, ...] | list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Undistorted normalised rays (x_n, y_n) of raw pixels (u, v): `lens_distort` inverted here.
+
+    Fixed-point iteration x <- x + (x_d - f(x)), which contracts for the mild lenses the tests use;
+    the result is checked to map back onto the pixels to 1e-9 px.
+    """
+    xd = (np.asarray(u, np.float64) - cx) / fx
+    yd = (np.asarray(v, np.float64) - cy) / fy
+    x, y = xd.copy(), yd.copy()
+    for _ in range(300):
+        fxd, fyd = lens_distort(x, y, model, d)
+        x, y = x + (xd - fxd), y + (yd - fyd)
+    back_x, back_y = lens_distort(x, y, model, d)
+    error = max(float(np.max(np.abs(back_x - xd))) * fx, float(np.max(np.abs(back_y - yd))) * fy)
+    assert error < 1e-9, f"{model} {list(d)}: ray inversion did not converge ({error:.2e} px)"
+    return x, y

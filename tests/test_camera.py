@@ -515,3 +515,106 @@ def test_cache_key_distinguishes_models() -> None:
     assert model != model.scaled_to(320, 240)
     raw = CameraModel.from_camera_info(make_info(), rectified=False)
     assert raw != model
+
+
+# ---------------------------------------------------------------- OpenCV's distortion vector
+
+# A wide-angle rational_polynomial lens: k4..k6 non-zero, so the denominator matters.
+RATIONAL_D = (0.12, -0.05, 0.0012, -0.0008, 0.01, 0.08, -0.03, 0.006)
+FISHEYE_D = (-0.01, 0.002, -0.0005, 0.0001)
+PLUMB_BOB_4 = (-0.12, 0.03, 0.0008, -0.0006)  # k1 k2 p1 p2: a calibration without k3
+# A 160x120 camera (TUM's optics at a quarter of the resolution): full undistortion grids stay cheap.
+SMALL_K = (130.225, 0.0, 81.15, 0.0, 130.25, 62.3, 0.0, 0.0, 1.0)
+
+# (distortion_model, D as the driver publishes it, the model's own coefficients)
+PADDED = [
+    ("plumb_bob", (*TUM_D, 0.0), TUM_D),  # 6: five plus a zero
+    ("plumb_bob", PLUMB_BOB_4, (*PLUMB_BOB_4, 0.0)),  # 4: k3 absent means k3 = 0
+    ("rational_polynomial", (*RATIONAL_D, 0.0), RATIONAL_D),  # 9
+    ("rational_polynomial", (*RATIONAL_D, *(0.0,) * 8), RATIONAL_D),  # 16
+    ("rational_polynomial", (*TUM_D, 0.0, 0.0, 0.0, *(0.0,) * 8), (*TUM_D, 0.0, 0.0, 0.0)),  # 16, plumb_bob-like
+    ("equidistant", (*FISHEYE_D, 0.0), FISHEYE_D),  # 5
+]
+PADDED_IDS = [f"{model}-{len(d)}" + ("-k456" if any(c[5:]) else "") for model, d, c in PADDED]
+
+
+@pytest.mark.parametrize(("model_name", "d", "coeffs"), PADDED, ids=PADDED_IDS)
+def test_opencv_distortion_is_the_models_own_count(
+    model_name: str, d: tuple[float, ...], coeffs: tuple[float, ...]
+) -> None:
+    model = CameraModel.from_camera_info(make_info(k=TUM_K, d=d, model=model_name))
+    assert model.rectified is False and model.d == d  # the message's D itself is kept as sent
+    got = model.opencv_distortion
+    assert got is not None
+    assert got.dtype == np.float64 and got.shape == (len(coeffs),)
+    assert got.tolist() == list(coeffs)
+    assert not got.flags.writeable
+    # D acts on normalised coordinates: a resized image has the same vector.
+    scaled = model.scaled_to(320, 240).opencv_distortion
+    assert scaled is not None and scaled.tolist() == list(coeffs)
+
+
+@pytest.mark.parametrize(
+    ("info", "rectified"),
+    [
+        (make_info(), None),  # "Brown Conrady", all zeros: no distortion
+        (make_info(k=TUM_K, d=TUM_D, model="plumb_bob"), True),  # rectified image: D ignored
+        (make_info(k=TUM_K, d=(*RATIONAL_D, 0.0, 0.5), model="rational_polynomial"), True),
+        (make_info(k=TUM_K, d=(0.0,) * 16, model="rational_polynomial"), False),  # raw, but no distortion
+        (make_info(d=(0.0,) * 9, model="kannala_brandt"), False),  # unknown name, all zeros
+    ],
+    ids=["zero-d", "rectified", "rectified-unusable-d", "raw-zero-16", "unknown-zero"],
+)
+def test_opencv_distortion_is_none_without_distortion(info: CameraInfo, rectified: bool | None) -> None:
+    model = CameraModel.from_camera_info(info, rectified=rectified)
+    assert model.opencv_distortion is None
+    # ... and pixels follow the pinhole model of K (P is all zeros in these messages).
+    xs, ys = model.pixel_rays(37)
+    u, v = pixel_grid(model.width, model.height, 37)
+    np.testing.assert_allclose(xs, (u - model.k[0, 2]) / model.k[0, 0], atol=1e-6)
+    np.testing.assert_allclose(ys, (v - model.k[1, 2]) / model.k[1, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "d", "count"),
+    [
+        ("plumb_bob", (*TUM_D, 0.01), 5),
+        ("rational_polynomial", (*RATIONAL_D, 0.0, 0.0, 1e-3), 8),
+        ("rational_polynomial", (*RATIONAL_D, *(0.0,) * 7, -2e-4), 8),
+        ("equidistant", (*FISHEYE_D, 0.1), 4),
+        ("rational_polynomial", TUM_D, 8),  # too few
+    ],
+)
+def test_nonzero_coefficient_beyond_the_models_count_is_refused(
+    model_name: str, d: tuple[float, ...], count: int
+) -> None:
+    with pytest.raises(CameraInfoError, match=f"d: distortion_model '{model_name}' needs {count} coefficients"):
+        CameraModel.from_camera_info(make_info(k=TUM_K, d=d, model=model_name))
+
+
+_FORWARD = {"plumb_bob": plumb_bob_forward, "rational_polynomial": rational_forward,
+            "equidistant": equidistant_forward}
+
+
+@pytest.mark.parametrize(("model_name", "d", "coeffs"), PADDED, ids=PADDED_IDS)
+def test_pixel_rays_of_a_padded_d_are_those_of_the_models_own_d(
+    model_name: str, d: tuple[float, ...], coeffs: tuple[float, ...]
+) -> None:
+    padded = CameraModel.from_camera_info(make_info(160, 120, k=SMALL_K, d=d, model=model_name))
+    canonical = CameraModel.from_camera_info(make_info(160, 120, k=SMALL_K, d=coeffs, model=model_name))
+    assert padded != canonical  # different messages, different cache entries: computed twice
+    for stride in (1, 3):
+        np.testing.assert_array_equal(padded.pixel_rays(stride)[0], canonical.pixel_rays(stride)[0])
+        np.testing.assert_array_equal(padded.pixel_rays(stride)[1], canonical.pixel_rays(stride)[1])
+    # And they are the right rays: the hand-written forward model puts each back on its pixel.
+    assert reprojection_error(padded, _FORWARD[model_name], SMALL_K, coeffs) < 1e-3
+
+
+def test_rational_denominator_changes_the_rays() -> None:
+    """k4..k6 of RATIONAL_D move the corner rays by pixels: the 9/16-value tests exercise them."""
+    rational = CameraModel.from_camera_info(
+        make_info(160, 120, k=SMALL_K, d=(*RATIONAL_D, *(0.0,) * 8), model="rational_polynomial"))
+    numerator_only = CameraModel.from_camera_info(
+        make_info(160, 120, k=SMALL_K, d=RATIONAL_D[:5], model="plumb_bob"))
+    shift = np.abs(rational.pixel_rays()[0] - numerator_only.pixel_rays()[0]) * SMALL_K[0]
+    assert shift.max() > 2.0

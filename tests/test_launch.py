@@ -37,7 +37,7 @@ RVIZ_FILE = REPO / "rviz" / "depth.rviz"
 PROFILE_FILE = REPO / "config" / "fastdds_large_data.xml"
 FASTDDS_NS = "{http://www.eprosima.com}"
 EXPECTED_ARGUMENTS = {"model", "params_file", "namespace", "image", "camera_info", "backend", "image_transport",
-                      "use_large_data_profile", "rviz", "log_level", "navigation"}
+                      "use_large_data_profile", "rviz", "log_level", "navigation", "autostart"}
 
 
 def load_launch_module() -> ModuleType:
@@ -70,7 +70,7 @@ def test_launch_file_imports_without_launch_ros(launch_module: ModuleType) -> No
     assert launch_module.ARGUMENTS["camera_info"][0] == "color/camera_info"
     assert launch_module.ARGUMENTS["use_large_data_profile"][0] == "true"
     assert launch_module.ARGUMENTS["rviz"][0] == "false"
-    for name in ("model", "backend", "image_transport", "navigation"):
+    for name in ("model", "backend", "image_transport", "navigation", "autostart"):
         assert launch_module.ARGUMENTS[name][0] == "", f"{name} must default to 'keep the params file's'"
 
 
@@ -99,6 +99,14 @@ def test_navigation_argument_sets_the_boolean_parameter(launch_module: ModuleTyp
     assert launch_module.node_overrides(defaults(launch_module, navigation=" "))[0] == []
     with pytest.raises(ValueError):
         launch_module.node_overrides(defaults(launch_module, navigation="maybe"))
+
+
+def test_autostart_argument_sets_the_boolean_parameter(launch_module: ModuleType) -> None:
+    for text, expected in (("false", False), ("False", False), ("true", True), ("0", False)):
+        parameters, _ = launch_module.node_overrides(defaults(launch_module, autostart=text))
+        assert parameters == [{"autostart": expected}]
+        assert check_value(SPECS["autostart"], parameters[0]["autostart"]) is None
+    assert launch_module.node_overrides(defaults(launch_module))[0] == []  # the params file's (true) decides
 
 
 def test_blank_arguments_are_not_overrides(launch_module: ModuleType) -> None:

@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 import yaml
 
-from depth_ros.parameters import PARAMETERS, SPECS, ParamSpec, check_value, pipeline_settings, validate
+from depth_ros.parameters import (
+    PARAMETERS,
+    REMOVED_PARAMETERS,
+    SPECS,
+    ParamSpec,
+    accepts_bool,
+    check_value,
+    normalise,
+    pipeline_settings,
+    validate,
+)
 from depth_ros.pipeline import PipelineSettings
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "depth.yaml"
@@ -23,9 +33,9 @@ def defaults() -> dict[str, Any]:
 def wrong_type_values(spec: ParamSpec) -> list[Any]:
     kind = type(spec.default)
     if kind is str:
-        return [1, 1.0, True, None, ["auto"]]
+        return [1, 1.0, None, ["auto"]] + ([] if accepts_bool(spec) else [True])
     if kind is bool:
-        return [1, 0, "true", 1.0, None]
+        return [1, 0, "maybe", 1.0, None]
     if kind is int:
         return [1.0, "1", True, None]
     assert kind is float, spec
@@ -88,13 +98,41 @@ def test_choices(spec: ParamSpec) -> None:
 def test_specific_choices_and_ranges() -> None:
     assert check_value(SPECS["depth_encoding"], "16UC1") is None
     assert check_value(SPECS["depth_encoding"], "mono16") is not None
-    assert check_value(SPECS["input_rectified"], True) is not None  # a string parameter: "true", not true
     assert check_value(SPECS["input_rectified"], "true") is None
     assert check_value(SPECS["backend"], "onnxruntime") is None
     assert check_value(SPECS["cloud_stride"], 0) is not None
     assert check_value(SPECS["cloud_stride"], 64) is None
     assert check_value(SPECS["output_scale"], 0.04) is not None
-    assert check_value(SPECS["qos_depth"], 101) is not None
+    assert check_value(SPECS["input_qos_depth"], 101) is not None
+    assert check_value(SPECS["output_qos_depth"], 0) is not None
+    assert check_value(SPECS["input_qos_reliability"], "system_default") is not None
+
+
+def test_qos_defaults_follow_rep_2003() -> None:
+    """Inputs best effort (match reliable and best-effort drivers), outputs reliable (match RViz2's reliable
+    default and Nav2's best effort), keep-last 1 both."""
+    assert (SPECS["input_qos_reliability"].default, SPECS["input_qos_depth"].default) == ("best_effort", 1)
+    assert (SPECS["output_qos_reliability"].default, SPECS["output_qos_depth"].default) == ("reliable", 1)
+    assert set(REMOVED_PARAMETERS) == {"qos_reliability", "qos_depth"}
+    assert not set(REMOVED_PARAMETERS) & set(SPECS)
+    assert "input_qos_reliability" in REMOVED_PARAMETERS["qos_reliability"]
+    assert "output_qos_reliability" in REMOVED_PARAMETERS["qos_reliability"]
+
+
+def test_true_and_false_accepted_as_booleans_or_strings() -> None:
+    """ROS types `-p input_rectified:=true` (and YAML `input_rectified: true`) as a bool, `"true"` as a string."""
+    spec = SPECS["input_rectified"]
+    for given, expected in ((True, "true"), (False, "false"), ("true", "true"), ("False", "false"),
+                            ("auto", "auto")):
+        assert normalise(spec, given) == expected
+        assert check_value(spec, given) is None
+    assert check_value(spec, "maybe") is not None
+    for name in ("cloud_color", "focal_rescale", "navigation_outputs", "autostart"):
+        assert normalise(SPECS[name], "true") is True and normalise(SPECS[name], "FALSE") is False
+        assert check_value(SPECS[name], "true") is None
+    bool_or_choice = {s.name for s in PARAMETERS if accepts_bool(s)}
+    assert "input_rectified" in bool_or_choice and "depth_encoding" not in bool_or_choice
+    assert normalise(SPECS["depth_encoding"], True) is True  # not a true/false parameter: left to be refused
 
 
 @pytest.mark.parametrize("spec", [s for s in PARAMETERS if type(s.default) is float], ids=lambda s: s.name)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import rclpy
 from oracles import camera_info as make_camera_info
-from oracles import make_contract, rgb_image, save_oracle
+from oracles import lens_distort, lens_rays, make_contract, rgb_image, save_oracle
 from ros_harness import Client, NodeProcess, qos
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from test_real_data import (
@@ -195,6 +195,11 @@ def test_filter_is_exponential_in_message_time_and_resets_when_time_runs_back() 
     assert f.value == pytest.approx((2.0 * math.exp(alpha), 0.1 + 0.2 * alpha))
     f.update(5.0, 0.0, stamp_s=2.0, time_constant_s=0.5)  # a bag restarted
     assert f.value == pytest.approx((5.0, 0.0))
+    f.update(3.0, 0.2, stamp_s=2.4, time_constant_s=0.5)  # smoothing resumes on the new timeline
+    alpha = 1.0 - math.exp(-0.4 / 0.5)
+    assert f.value == pytest.approx((5.0 * math.exp(alpha * math.log(3.0 / 5.0)), 0.2 * alpha))
+    f.update(7.0, 0.5, stamp_s=2.1, time_constant_s=0.5)  # a loop of a 0.3 s bag: a short jump back counts too
+    assert f.value == pytest.approx((7.0, 0.5))
 
 
 # ----------------------------------------------------------------------------- references (pure)
@@ -240,6 +245,56 @@ def test_points_project_onto_their_pixels_through_the_tum_lens() -> None:
     for (px, py), depth in zip(pixels.astype(int), z, strict=True):
         assert got[(py, px)] == pytest.approx(depth, rel=1e-6)  # the nearer of the two points on the ray
     assert len(got) == 400
+
+
+# Lenses whose CameraInfo D is longer than the model's count (zero-padded, as drivers publish it):
+# OpenCV accepts 4/5/8/12/14 coefficients only. (model, D as published, the model's own coefficients)
+WIDE_RATIONAL = (0.12, -0.05, 0.0012, -0.0008, 0.01, 0.08, -0.03, 0.006)  # k4..k6 non-zero
+BARREL_RATIONAL = (-0.25, 0.08, 0.0009, -0.0011, -0.01, 0.05, 0.01, 0.002)
+FISHEYE = (-0.01, 0.002, -0.0005, 0.0001)
+PADDED_LENSES = [
+    ("plumb_bob", (*TUM_D, 0.0), TUM_D),
+    ("rational_polynomial", (*WIDE_RATIONAL, 0.0), WIDE_RATIONAL),
+    ("rational_polynomial", (*BARREL_RATIONAL, *(0.0,) * 8), BARREL_RATIONAL),
+    ("rational_polynomial", (*TUM_D, *(0.0,) * 11), (*TUM_D, 0.0, 0.0, 0.0)),
+    ("equidistant", (*FISHEYE, 0.0), FISHEYE),
+]
+
+
+@pytest.mark.parametrize(("model", "published", "coeffs"), PADDED_LENSES,
+                         ids=[f"{m}-{len(d)}" + ("-k456" if any(c[5:]) else "") for m, d, c in PADDED_LENSES])
+def test_points_project_through_a_zero_padded_distortion_vector(
+        model: str, published: tuple[float, ...], coeffs: tuple[float, ...]) -> None:
+    """Points on the rays of chosen pixels (this test's own lens inversion) come back on those pixels
+    with inverse depth exactly 1/z, whatever length D is published with."""
+    width, height = 320, 240
+    fx, fy, cx, cy = TUM_FX / 2, TUM_FY / 2, TUM_CX / 2, TUM_CY / 2
+    camera = CameraModel.from_camera_info(make_camera_info(width, height, fx, fy, cx, cy, distortion_model=model,
+                                                           d=list(published)))
+    assert not camera.rectified
+    rng = np.random.default_rng(len(published))
+    flat = rng.choice(width * height, 300, replace=False)
+    px, py = (flat % width).astype(np.float64), (flat // width).astype(np.float64)
+    xn, yn = lens_rays(px, py, fx, fy, cx, cy, model, coeffs)
+    z = rng.uniform(0.5, 5.0, px.size)
+    xyz = np.stack([xn * z, yn * z, z], axis=1)
+    if model == "rational_polynomial" and any(coeffs[5:]):
+        # The rational denominator matters here: dropping k4..k6 would land pixels away.
+        xd, _ = lens_distort(xn, yn, "plumb_bob", coeffs[:5])
+        assert np.max(np.abs(fx * xd + cx - px)) > 1.0
+
+    samples = project_points(xyz, camera)
+    got = {(int(r), int(c)): float(inv) for r, c, inv in zip(samples.rows, samples.cols, samples.inverse,
+                                                               strict=True)}
+    expected = {(int(r), int(c)): 1.0 / depth for r, c, depth in zip(py, px, z, strict=True)}
+    assert got == expected  # every point on its own pixel, inverse depth exactly 1/z
+
+    # The same samples as a camera publishing the model's own coefficients.
+    canonical = CameraModel.from_camera_info(make_camera_info(width, height, fx, fy, cx, cy,
+                                                              distortion_model=model, d=list(coeffs)))
+    again = project_points(xyz, canonical)
+    for name in ("rows", "cols", "inverse"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(samples, name))
 
 
 def test_floor_formula_matches_ray_casting_for_a_pitched_camera() -> None:
