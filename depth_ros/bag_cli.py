@@ -153,7 +153,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
         with BagWriter(out) as writer:
-            recorder = Recorder(node, writer, types, reliable=args.reliable)
+            recorder = Recorder(node, writer, types, reliable=True if args.reliable else None)
             print(f"bag record: recording {len(types)} topics to {out}", flush=True)
             end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
             while not stop["now"] and time.monotonic() < end:
@@ -215,8 +215,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out")
     p.add_argument("--topics", nargs="+", required=True, metavar="TOPIC")
     p.add_argument("--duration", type=float, default=0.0, metavar="S", help="stop after S seconds (0 = Ctrl-C)")
-    p.add_argument("--reliable", action="store_true", help="reliable subscriptions (default: best effort, which "
-                   "matches both kinds of publisher)")
+    p.add_argument("--reliable", action="store_true", help="reliable subscriptions (default: like ros2 bag record, "
+                   "reliable for topics whose publishers all offer reliable, else best effort)")
     p.add_argument("--discovery-timeout", type=float, default=30.0, metavar="S",
                    help="how long to wait for the topics to be advertised (their types come from the graph)")
     p.set_defaults(func=cmd_record)

@@ -376,10 +376,18 @@ def discover_types(node: Any, topics: list[str], timeout_s: float,
     raise KeyboardInterrupt
 
 
+def offers_reliable(node: Any, topic: str) -> bool:
+    """Whether every publisher of ``topic`` in the graph is reliable (False when there is none)."""
+    from rclpy.qos import ReliabilityPolicy
+
+    offered = [info.qos_profile.reliability for info in node.get_publishers_info_by_topic(topic)]
+    return bool(offered) and all(policy == ReliabilityPolicy.RELIABLE for policy in offered)
+
+
 class Recorder:
     """Writes every message of the given topics to a BagWriter, stamped with its receive time."""
 
-    def __init__(self, node: Any, writer: BagWriter, topics: dict[str, str], reliable: bool = False,
+    def __init__(self, node: Any, writer: BagWriter, topics: dict[str, str], reliable: bool | None = None,
                  qos_depth: int = 50, on_message: Callable[[str, bytes, int], None] | None = None):
         self.writer = writer
         self.topics = dict(topics)
@@ -387,10 +395,13 @@ class Recorder:
         self.counts: dict[str, int] = {t: 0 for t in topics}
         self._lock = threading.Lock()  # a multi-threaded executor may call back concurrently
         self._closed = False
-        # Best effort by default: it matches both reliable and best-effort publishers (ros2 bag record adapts too).
-        qos = qos_profile(reliable, qos_depth)
+        # reliable None adapts per topic as ros2 bag record does: reliable when every publisher offers it (nothing
+        # is lost, and a reliable subscription matches those), best effort otherwise (matches every publisher).
+        self.reliability: dict[str, bool] = {
+            topic: offers_reliable(node, topic) if reliable is None else reliable for topic in self.topics}
         self._subscriptions = [
-            node.create_subscription(message_class(msgtype), topic, self._callback(topic, msgtype), qos, raw=True)
+            node.create_subscription(message_class(msgtype), topic, self._callback(topic, msgtype),
+                                     qos_profile(self.reliability[topic], qos_depth), raw=True)
             for topic, msgtype in self.topics.items()
         ]
 
