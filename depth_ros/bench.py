@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_ros.bench_e2e import E2EConfig, percentiles, run_e2e, synthetic_frame
+from depth_ros.bench_e2e import E2EConfig, E2EResult, percentiles, run_e2e, synthetic_frame
 from depth_ros.contract import ModelContract
 from depth_ros.memory import tune_malloc_for_large_messages
 from depth_ros.models import resolve_model_path
@@ -108,7 +108,7 @@ def print_stage_table(name: str, stages: dict[str, dict[str, float]]) -> None:
 
 
 def run(models: list[str], sizes: list[str], frames: int, e2e: bool, delivery: bool, soak: int,
-        rate: float, json_path: str | None, domain_id: int) -> dict[str, Any]:
+        rate: float, json_path: str | None, domain_id: int, slow_subscriber: bool = False) -> dict[str, Any]:
     tune_malloc_for_large_messages()  # as depth_node does: the stage numbers are the node's
     report: dict[str, Any] = {"machine": machine(), "stages": {}, "e2e": {}, "delivery": {}, "soak": None}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,28 +128,24 @@ def run(models: list[str], sizes: list[str], frames: int, e2e: bool, delivery: b
                 result = run_e2e(config)
                 report["e2e"][f"{models[0]} {size} @ {rate:g} Hz"] = result.to_dict()
                 _print_e2e(f"{models[0]} {size} @ {rate:g} Hz", result.to_dict())
-        if delivery:
+        if delivery or slow_subscriber:
+            model = str(paths["null"] if "null" in paths else paths[models[0]])
             for size in sizes:
                 width, height = SIZES[size]
-                for reliable in (False, True):
-                    for profile in (True, False):
-                        config = E2EConfig(model=str(paths["null"] if "null" in paths else paths[models[0]]),
-                                           width=width, height=height, rate_hz=30.0, frames=min(frames, 150),
-                                           reliable=reliable, use_profile=profile, domain_id=domain_id)
-                        result = run_e2e(config)
-                        key = (f"{size} {'reliable' if reliable else 'best_effort'} "
-                               f"{'with' if profile else 'without'} profile")
-                        # Of the frames sent (the node may drop frames it cannot keep up with: newest wins) and
-                        # of the frames the node published (what DDS itself delivered to another process).
-                        published = int(result.node_diagnostics.get("frames_published", 0))
-                        entry = {name: n / max(1, result.sent) for name, n in result.received.items()}
-                        entry.update({f"{name}_of_published": n / max(1, published)
-                                      for name, n in result.received.items()})
-                        report["delivery"][key] = entry
-                        fractions = ", ".join(f"{n} {100 * entry[n]:.1f}% of sent, "
-                                              f"{100 * entry[n + '_of_published']:.1f}% of published"
-                                              for n in result.received)
-                        print(f"delivery {key}: {fractions}")
+                runs = [(slow, reliable, True) for slow in ("", "slow", "stopped") for reliable in (False, True)]
+                if delivery:  # and without the shipped Fast DDS profile, for comparison
+                    runs += [("", reliable, False) for reliable in (False, True)]
+                for slow, reliable, profile in runs:
+                    config = E2EConfig(model=model, width=width, height=height, rate_hz=30.0,
+                                       frames=min(frames, 150), reliable=reliable, use_profile=profile,
+                                       cloud_color=size != "640x480", slow_subscriber=slow, domain_id=domain_id)
+                    result = run_e2e(config)
+                    key = (f"{size} {'reliable' if reliable else 'best_effort'} subscriber "
+                           f"{'with' if profile else 'without'} profile"
+                           + {"": "", "slow": ", slow reliable subscriber", "stopped": ", stopped reliable subscriber"}
+                           [slow])
+                    report["delivery"][key] = _delivery_entry(result)
+                    _print_delivery(key, report["delivery"][key])
         if soak:
             config = E2EConfig(model=str(paths[models[0]]), rate_hz=rate, frames=soak, domain_id=domain_id,
                                sample_process_every=max(1, soak // 40))
@@ -160,6 +156,30 @@ def run(models: list[str], sizes: list[str], frames: int, e2e: bool, delivery: b
         Path(json_path).write_text(json.dumps(report, indent=2))
         print(f"\nwrote {json_path}")
     return report
+
+
+def _delivery_entry(result: E2EResult) -> dict[str, Any]:
+    """Delivery of one run: of the frames sent (the node may drop frames it cannot keep up with: newest wins)
+    and of the frames the node published (what DDS delivered to another process); the node's own rate."""
+    diag = result.node_diagnostics
+    published = int(diag.get("frames_published", 0))
+    entry: dict[str, Any] = {name: n / max(1, result.sent) for name, n in result.received.items()}
+    entry.update({f"{name}_of_published": n / max(1, published) for name, n in result.received.items()})
+    entry.update({
+        "sent": result.sent, "node_published": published, "node_published_of_sent": published / max(1, result.sent),
+        "received": dict(result.received),
+        "latency_ms": {name: {k: p[k] for k in ("p50", "p95")} for name, p in result.latency_ms.items()},
+        "slow_received": dict(result.slow_received),
+    })
+    return entry
+
+
+def _print_delivery(key: str, entry: dict[str, Any]) -> None:
+    fractions = ", ".join(f"{n} {100 * entry[n]:.1f}% of sent, {100 * entry[n + '_of_published']:.1f}% of "
+                          f"published (p50 {entry['latency_ms'][n]['p50']:.1f} ms, p95 "
+                          f"{entry['latency_ms'][n]['p95']:.1f} ms)" for n in entry["received"])
+    slow = f"; slow subscriber took {entry['slow_received']}" if entry["slow_received"] else ""
+    print(f"delivery {key}: node published {entry['node_published']}/{entry['sent']}; {fractions}{slow}")
 
 
 def _print_e2e(key: str, result: dict[str, Any]) -> None:

@@ -30,7 +30,9 @@ class E2EConfig:
     height: int = 480
     rate_hz: float = 30.0
     frames: int = 300
-    reliable: bool = False
+    reliable: bool = False  # the measuring subscriber's reliability (the node runs its shipped QoS defaults)
+    driver_reliable: bool = True  # the image publisher's reliability (camera drivers publish reliable, REP-2003)
+    slow_subscriber: str = ""  # "" | "slow" (a reliable subscriber taking SLOW_CALLBACK_S per message) | "stopped"
     cloud_color: bool = False
     use_profile: bool = True  # the shipped Fast DDS large-data profile
     outputs: tuple[str, ...] = ("depth", "points")  # what the subscriber asks for
@@ -48,6 +50,7 @@ class E2EResult:
     delivered_fraction: float = 0.0
     node_diagnostics: dict[str, str] = field(default_factory=dict)
     process_samples: list[dict[str, float]] = field(default_factory=list)
+    slow_received: dict[str, int] = field(default_factory=dict)  # what the slow subscriber took, per output
     shutdown_s: float = float("nan")  # SIGINT -> the node's process has exited
     exit_code: int | None = None
 
@@ -90,21 +93,29 @@ def run_e2e(config: E2EConfig) -> E2EResult:
     os.environ.update({k: v for k, v in env.items() if k.startswith(("ROS_", "RMW_", "FASTDDS_"))})
     params = package_file("config/depth.yaml")
     namespace = f"/bench{os.getpid()}"
-    reliability = "reliable" if config.reliable else "best_effort"
     log = Path(tempfile.mkstemp(prefix="depth_bench_node_", suffix=".log")[1])
+    # The node on its shipped QoS (best-effort inputs, reliable keep-last-1 outputs): what a user runs.
     command = [sys.executable, "-m", "depth_ros.node", "--ros-args", "--params-file", str(params),
                "-r", f"__ns:={namespace}", "-p", f"model:={config.model}",
-               "-p", f"qos_reliability:={reliability}", "-p", f"cloud_color:={str(config.cloud_color).lower()}",
-               "--log-level", "warn"]
+               "-p", f"cloud_color:={str(config.cloud_color).lower()}", "--log-level", "warn"]
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     result = E2EResult(config=asdict(config))
     rclpy.init()
     node = rclpy.create_node("depth_ros_bench")
-    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, durability=DurabilityPolicy.VOLATILE,
-                     reliability=ReliabilityPolicy.RELIABLE if config.reliable else ReliabilityPolicy.BEST_EFFORT)
-    pub_image = node.create_publisher(Image, f"{namespace}/image", qos)
-    pub_info = node.create_publisher(CameraInfo, f"{namespace}/camera_info", qos)
+    def profile(reliable: bool) -> QoSProfile:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, durability=DurabilityPolicy.VOLATILE,
+                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+
+    qos = profile(config.reliable)
+    pub_image = node.create_publisher(Image, f"{namespace}/image", profile(config.driver_reliable))
+    pub_info = node.create_publisher(CameraInfo, f"{namespace}/camera_info", profile(config.driver_reliable))
+    slow: subprocess.Popen | None = None
+    slow_log = Path(tempfile.mkstemp(prefix="depth_bench_slow_", suffix=".log")[1])
+    if config.slow_subscriber:
+        with slow_log.open("w") as out:
+            slow = subprocess.Popen([sys.executable, "-m", "depth_ros.bench_e2e", "slow-subscriber", namespace,
+                                     str(SLOW_CALLBACK_S)], env=env, stdout=out, stderr=subprocess.STDOUT)
     sent_at: dict[int, float] = {}
     latencies: dict[str, list[float]] = {name: [] for name in config.outputs}
     topics = {"depth": (Image, "depth"), "points": (PointCloud2, "points"), "colored": (Image, "depth/colored"),
@@ -136,6 +147,14 @@ def run_e2e(config: E2EConfig) -> E2EResult:
             if time.monotonic() > deadline:
                 raise TimeoutError("depth_node did not come up on DDS")
             rclpy.spin_once(node, timeout_sec=0.05)
+        if slow is not None:  # the slow subscriber is attached (both its subscriptions) before the first frame
+            while any(node.count_subscribers(f"{namespace}/{t}") < 2 for t in ("depth", "points")):
+                if slow.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the slow subscriber did not come up:\n{slow_log.read_text()}")
+                rclpy.spin_once(node, timeout_sec=0.05)
+            _spin_for(node, 0.5)
+            if config.slow_subscriber == "stopped":
+                slow.send_signal(signal.SIGSTOP)  # gone, but still matched: its reader never acknowledges
         _spin_for(node, 0.5)
         pub_info.publish(info)
         period = 1.0 / config.rate_hz
@@ -167,6 +186,18 @@ def run_e2e(config: E2EConfig) -> E2EResult:
         if config.sample_process_every:
             result.process_samples.append({"frame": float(config.frames), **process_sample(process.pid)})
     finally:
+        if slow is not None:
+            slow.send_signal(signal.SIGCONT)
+            slow.send_signal(signal.SIGINT)
+            try:
+                slow.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                slow.kill()
+                slow.wait()
+            for line in slow_log.read_text().splitlines():
+                if line.startswith("slow subscriber received"):
+                    result.slow_received = {k: int(v) for k, v in
+                                            (item.split("=") for item in line.split(":", 1)[1].split())}
         node.destroy_node()
         rclpy.shutdown()
         signalled = time.perf_counter()
@@ -182,6 +213,42 @@ def run_e2e(config: E2EConfig) -> E2EResult:
     result.throughput_hz = result.received[first] / elapsed if elapsed > 0 else 0.0
     result.delivered_fraction = result.received[first] / max(1, result.sent)
     return result
+
+
+SLOW_CALLBACK_S = 0.5  # the slow subscriber's time per message: 15 x a 30 Hz frame period
+
+
+def slow_subscriber_main(namespace: str, callback_s: float) -> int:
+    """A reliable subscriber of ``namespace``/depth and /points that takes ``callback_s`` per message (a consumer
+    that cannot keep up); prints what it took when interrupted."""
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+
+    rclpy.init()
+    node = rclpy.create_node("depth_ros_bench_slow_subscriber")
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
+                     reliability=ReliabilityPolicy.RELIABLE)  # RViz2's default reliability
+    counts = {"depth": 0, "points": 0}
+
+    def slow(name: str) -> Any:
+        def callback(msg: Any) -> None:
+            counts[name] += 1
+            time.sleep(callback_s)
+        return callback
+
+    node.create_subscription(Image, f"{namespace}/depth", slow("depth"), qos)
+    node.create_subscription(PointCloud2, f"{namespace}/points", slow("points"), qos)
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("slow subscriber received: " + " ".join(f"{k}={v}" for k, v in counts.items()), flush=True)
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
 
 
 def _spin_for(node: Any, seconds: float) -> None:
@@ -209,3 +276,9 @@ def synthetic_frame(width: int, height: int) -> tuple[Any, Any]:
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     info.p = [f, 0.0, width / 2 - 0.5, 0.0, 0.0, f, height / 2 - 0.5, 0.0, 0.0, 0.0, 1.0, 0.0]
     return image, info
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "slow-subscriber":
+        sys.exit(slow_subscriber_main(sys.argv[2], float(sys.argv[3])))
+    sys.exit(f"usage: python -m depth_ros.bench_e2e slow-subscriber NAMESPACE CALLBACK_S (got {sys.argv[1:]})")

@@ -102,8 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e", action="store_true",
                    help="also publisher -> depth_node -> subscriber through DDS (the first --model)")
     p.add_argument("--delivery", action="store_true", help="also the delivered fraction per QoS and DDS profile")
+    p.add_argument("--slow-subscriber", action="store_true",
+                   help="also delivery to reliable and best-effort subscribers with a slow (0.5 s per message) and a "
+                        "stopped reliable subscriber attached (part of --delivery)")
     p.add_argument("--soak", type=int, default=0, metavar="FRAMES", help="also a soak run of FRAMES frames")
-    p.add_argument("--domain-id", type=int, default=97, help="ROS_DOMAIN_ID for the DDS runs")
+    p.add_argument("--domain-id", type=int, default=None,
+                   help="ROS_DOMAIN_ID for the DDS runs (default: one no other depth_ros process here holds)")
     p.add_argument("--json", dest="json_path", help="write the results as JSON here")
     p.set_defaults(func=_cmd_bench)
     return parser
@@ -111,9 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from depth_ros.bench import run
+    from depth_ros.dds import reserve_domain_id
 
+    domain_id = args.domain_id if args.domain_id is not None else reserve_domain_id()
     run(args.models or ["null", "default"], args.sizes or ["640x480", "1280x720"], args.frames, args.e2e,
-        args.delivery, args.soak, args.rate, args.json_path, args.domain_id)
+        args.delivery, args.soak, args.rate, args.json_path, domain_id,
+        args.slow_subscriber)
     return 0
 
 

@@ -35,11 +35,14 @@ def depth_node(ros_context: object) -> Iterator[Callable[..., tuple[NodeProcess,
     """Factory: start depth_node with parameters, return (process, client) once matched on DDS."""
     started: list[tuple[NodeProcess, Client]] = []
 
-    def start(params: dict | None = None, reliable: bool = False, compressed: bool = False,
+    def start(params: dict | None = None, reliable: bool = True, compressed: bool = False,
               **kwargs: object) -> tuple[NodeProcess, Client]:
+        """reliable (default): the node's inputs and the client are reliable, so every frame is delivered and
+        acknowledged once; False keeps the shipped best-effort inputs (the client then repeats a frame until
+        its outputs arrive)."""
         params = dict(params or {})
         if reliable:
-            params.setdefault("qos_reliability", "reliable")
+            params.setdefault("input_qos_reliability", "reliable")
         if compressed:
             params.setdefault("image_transport", "compressed")
         process = start_node(params, **kwargs)

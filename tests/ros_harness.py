@@ -22,15 +22,18 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_ros.dds import local_ros_env
+from depth_ros.dds import local_ros_env, reserve_domain_id
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO / "config" / "depth.yaml"
-DOMAIN_ID = int(os.environ.get("DEPTH_ROS_TEST_DOMAIN", str(60 + os.getpid() % 40)))
+# A domain of this test run's own (an flock held until the run exits): concurrent runs on one machine, the
+# demo and the benchmarks never hear each other. DEPTH_ROS_TEST_DOMAIN forces one.
+DOMAIN_ID = int(os.environ.get("DEPTH_ROS_TEST_DOMAIN") or reserve_domain_id())
 _namespaces = itertools.count()
 
 
@@ -96,7 +99,9 @@ def run_node_to_exit(params: dict[str, Any] | None = None, params_file: Path | N
     return subprocess.run(command, env=node_env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
-def qos(reliable: bool = False, depth: int = 5) -> QoSProfile:
+def qos(reliable: bool = True, depth: int = 5) -> QoSProfile:
+    """The tests' QoS: reliable by default (matches the node's inputs either way and its reliable outputs, and
+    nothing is lost unless a test is about best effort)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
                       reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
 
@@ -121,7 +126,7 @@ class Client:
 
     node: Node
     namespace: str
-    reliable: bool = False
+    reliable: bool = True
     compressed: bool = False
     outputs: dict[int, Outputs] = field(default_factory=dict)
     diagnostics: list[DiagnosticArray] = field(default_factory=list)
@@ -156,39 +161,71 @@ class Client:
         while time.monotonic() < end:
             rclpy.spin_once(self.node, timeout_sec=0.01)
 
+    def _matched_publishers(self, topic: str) -> bool:
+        """Whether this participant knows a publisher of ``topic`` its subscription can match (QoS-wise)."""
+        mine = ReliabilityPolicy.RELIABLE if self.reliable else ReliabilityPolicy.BEST_EFFORT
+        offered = [info.qos_profile.reliability for info in self.node.get_publishers_info_by_topic(topic)]
+        return any(policy == ReliabilityPolicy.RELIABLE or mine == ReliabilityPolicy.BEST_EFFORT
+                   for policy in offered)
+
+    def _inputs_reliable(self) -> bool:
+        """Whether the node's image subscription is reliable (then delivery is acknowledged, never repeated)."""
+        topic = self.pub_image.topic_name
+        infos = self.node.get_subscriptions_info_by_topic(topic)
+        return self.reliable and bool(infos) and all(
+            info.qos_profile.reliability == ReliabilityPolicy.RELIABLE for info in infos)
+
     def wait_ready(self, process: NodeProcess, timeout: float = 30.0) -> None:
-        """Until the node's subscriptions and publishers have matched ours (or it died)."""
+        """Until the node's subscriptions matched our publishers and our subscriptions know the node's publishers
+        (or it died). The node's writers are created after it discovered our (earlier) readers, so once we see
+        them, they have matched us too: no settling sleep."""
         deadline = time.monotonic() + timeout
+        outputs = ("depth", "depth/camera_info", "points", "depth/colored")
         while time.monotonic() < deadline:
             if process.process.poll() is not None:
                 raise AssertionError(f"depth_node exited with {process.process.returncode}:\n{process.output()}")
             matched = (self.pub_image.get_subscription_count() > 0 and self.pub_info.get_subscription_count() > 0
-                       and all(self.node.count_publishers(f"{self.namespace}/{t}") > 0
-                               for t in ("depth", "depth/camera_info", "points", "depth/colored")))
+                       and all(self._matched_publishers(f"{self.namespace}/{t}") for t in outputs))
             if matched:
-                self.spin(0.3)  # let the other direction of each match settle
                 return
             rclpy.spin_once(self.node, timeout_sec=0.05)
         raise AssertionError(f"depth_node never matched on DDS within {timeout}s:\n{process.output()}")
 
+    def _acked(self, publisher: Any, timeout: float = 10.0) -> None:
+        """Wait until every matched reliable reader acknowledged what ``publisher`` wrote (no-op for best effort)."""
+        if self.reliable:
+            publisher.wait_for_all_acked(Duration(seconds=timeout))
+
     def publish(self, image: Image | CompressedImage, info: CameraInfo | None, stamp_ns: int) -> None:
-        """Publish one frame stamped ``stamp_ns``, its CameraInfo (if any) first."""
+        """Publish one frame stamped ``stamp_ns``, its CameraInfo (if any) first and acknowledged first: the node
+        holds the CameraInfo before the image arrives."""
         image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp_ns, 10**9)
         if info is not None:
             info.header.stamp = image.header.stamp
             self.pub_info.publish(info)
-            self.spin(0.05)
+            self._acked(self.pub_info)
         self.pub_image.publish(image)
+        self._acked(self.pub_image)
 
     def send(self, image: Image | CompressedImage, info: CameraInfo | None, stamp_ns: int,
-             wanted: tuple[str, ...] = ALL_OUTPUTS, timeout: float = 20.0) -> Outputs:
-        """Publish one frame (CameraInfo first) with ``stamp_ns`` and wait for the outputs with that stamp."""
+             wanted: tuple[str, ...] = ALL_OUTPUTS, timeout: float = 20.0, repeat_s: float = 1.0) -> Outputs:
+        """Publish one frame (CameraInfo first) with ``stamp_ns`` and wait for the outputs with that stamp.
+
+        When the node's inputs are best effort (its shipped default), the frame is published again (same stamp,
+        CameraInfo first) every ``repeat_s`` until its outputs arrive: best effort may lose a sample. The node's
+        counters (frames_received, dropped_superseded) may then count the repeats; tests that count frames use
+        reliable inputs, where every frame is acknowledged and published exactly once."""
+        repeat = not self._inputs_reliable()
         self.publish(image, info, stamp_ns)
         deadline = time.monotonic() + timeout
+        again = time.monotonic() + repeat_s
         while time.monotonic() < deadline:
             got = self.outputs.get(stamp_ns)
             if got is not None and got.complete(wanted):
                 return got
+            if repeat and time.monotonic() > again:
+                self.publish(image, info, stamp_ns)
+                again = time.monotonic() + repeat_s
             rclpy.spin_once(self.node, timeout_sec=0.02)
         have = self.outputs.get(stamp_ns)
         raise AssertionError(f"no complete output for stamp {stamp_ns} within {timeout}s (have: {have})")

@@ -25,7 +25,6 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from ros_harness import DOMAIN_ID
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
@@ -63,7 +62,7 @@ def recorded_times(bag: Path, topics: list[str]) -> dict[tuple[str, int], int]:
 
 @pytest.fixture(scope="module")
 def domain() -> Iterator[int]:
-    domain_id = reserve_domain_id(exclude=(DOMAIN_ID, DOMAIN_ID + 2))  # not the harness's fixed ones either
+    domain_id = reserve_domain_id()
     yield domain_id
     release_domain_id(domain_id)
 

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 from oracles import make_contract, save_oracle
 from rclpy.serialization import deserialize_message, serialize_message
-from ros_harness import DOMAIN_ID, PARAMS_FILE
+from ros_harness import PARAMS_FILE
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ros import codecs
 from depth_ros.bag_process import camera_namespace, output_topics, pair_camera_info, process_bag
 from depth_ros.bagio import BagWriter, RawMessage, read_raw
 from depth_ros.cli import main as cli_main
-from depth_ros.dds import local_ros_env
+from depth_ros.dds import local_ros_env, reserve_domain_id
 from depth_ros.demo import write_frame_sequence
 
 REPO = Path(__file__).resolve().parent.parent
@@ -339,7 +339,7 @@ def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path) ->
     process_bag(ROS2_BAG, offline, progress=False, log=lambda line: None)
     expected = by_topic(offline)
 
-    env = local_ros_env(DOMAIN_ID + 2)  # a domain of its own: the bag's topics are global names
+    env = local_ros_env(reserve_domain_id())  # a domain of its own: the bag's topics are global names
     env["PYTHONUNBUFFERED"] = "1"
     ns = "/bagtest"
     cli = [sys.executable, "-m", "depth_ros.cli", "bag"]
@@ -347,7 +347,7 @@ def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path) ->
                              "-r", f"__ns:={ns}", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}",
                              # Reliable: the bag holds ONE frame, and a best-effort first sample can be lost
                              # while the node's reader is still discovering the player (seen on a loaded machine).
-                             "-p", "qos_reliability:=reliable"],
+                             "-p", "input_qos_reliability:=reliable"],
                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     recorded = tmp_path / "recorded"
     recorder = subprocess.Popen([*cli, "record", str(recorded), "--topics", f"{ns}/depth", f"{ns}/points",

@@ -9,19 +9,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rclpy.serialization import deserialize_message
-from ros_harness import DOMAIN_ID
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import codecs
 from depth_ros.bagio import read_raw
-from depth_ros.dds import local_ros_env
+from depth_ros.dds import local_ros_env, reserve_domain_id
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_demo_records_outputs_and_preview(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    env = local_ros_env(DOMAIN_ID + 1)  # its own domain: the demo's topics are not namespaced per test
+    env = local_ros_env(reserve_domain_id())  # its own domain: the demo's topics are not namespaced per test
     result = subprocess.run([sys.executable, "-m", "depth_ros.cli", "demo", "--out", str(out), "--loops", "4"],
                             env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr

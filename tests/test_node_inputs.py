@@ -241,7 +241,8 @@ def test_compressed_png_and_jpeg(depth_node: Any, tmp_path: Path) -> None:
 
 
 def test_reliable_qos_delivers_every_frame(depth_node: Any, tmp_path: Path) -> None:
-    """qos_reliability reliable: a reliable client gets all of 5 frames sent 0.2 s apart."""
+    """Reliable inputs (input_qos_reliability) and the reliable default outputs: a reliable client gets all of 5
+    frames sent 0.2 s apart."""
     _, client = depth_node({"model": str(tilted_oracle(tmp_path))}, reliable=True)
     truth = exact_tilted()
     stamps = [1_700_000_400_000_000_000 + i for i in range(5)]

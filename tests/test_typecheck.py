@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,15 @@ CHECKED = ["depth_ros/backends/tensorrt_backend.py", "depth_ros/engine_cache.py"
 
 
 @pytest.fixture(scope="module")
-def stub_path() -> Path:
+def stub_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("mypy", reason="mypy is not installed (pip install mypy)")
     try:
         import tensorrt_stubs  # noqa: F401
     except ImportError:
         pytest.skip("tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs)")
     site = Path(tensorrt_stubs.__file__).resolve().parents[1]
-    # A fixed location so that mypy's cache (beside it) makes repeated runs fast.
-    out = Path(tempfile.gettempdir()) / "depth_ros_tensorrt_stubs"
-    shutil.rmtree(out / "tensorrt", ignore_errors=True)
-    shutil.rmtree(out / "tensorrt_bindings", ignore_errors=True)
+    # This run's own copy (concurrent runs must not rewrite each other's stubs under a shared path).
+    out = tmp_path_factory.mktemp("tensorrt_stubs")
     # The stub package ships its .pyi files under the runtime's package names without py.typed, so mypy
     # is pointed at them through MYPYPATH. tensorrt-stubs 10.13 also declares a few plugin methods with a
     # parameter named 'in' (a keyword: a syntax error for mypy); rename those parameters in a copy.
