@@ -4,8 +4,11 @@
   serialisation of each output, at 640x480 and 1280x720, for a null model (pure overhead), the
   embedded default and any given model;
 - e2e: publisher -> depth_node process -> subscriber through Fast DDS (latency, throughput, drops);
-- delivery: the fraction of frames reaching a separate subscriber for best-effort/reliable QoS,
-  with and without the shipped Fast DDS profile;
+- delivery: the node on its shipped QoS (best-effort input, reliable keep-last-1 outputs) fed by a
+  reliable publisher (a driver); the fraction of its frames reaching a reliable and a best-effort
+  subscriber process (measured together), their latency and the node's output rate, with the shipped
+  Fast DDS profile and without it, and with a third, reliable subscriber process that is slow (0.5 s
+  per message) or stopped (SIGSTOP: gone but still matched) -- the slow-subscriber comparison;
 - soak: many frames through a live node, sampling its memory, threads and file descriptors.
 """
 
@@ -20,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from depth_ros.bench_e2e import E2EConfig, E2EResult, percentiles, run_e2e, synthetic_frame
+from depth_ros.bench_e2e import SLOW_MODES, E2EConfig, E2EResult, percentiles, run_e2e, synthetic_frame
 from depth_ros.contract import ModelContract
 from depth_ros.memory import tune_malloc_for_large_messages
 from depth_ros.models import resolve_model_path
 from depth_ros.parameters import PARAMETERS
 
 SIZES = {"640x480": (640, 480), "1280x720": (1280, 720)}
+DELIVERY_RATE_HZ = 30.0
 
 
 def null_model(directory: Path) -> Path:
@@ -107,10 +111,34 @@ def print_stage_table(name: str, stages: dict[str, dict[str, float]]) -> None:
         print(f"  {stage:<26}{p['p50']:>9.2f}{p['p95']:>9.2f}{p['p99']:>9.2f}")
 
 
+def delivery_runs(delivery: bool, slow_subscriber: bool | str) -> list[tuple[str, bool]]:
+    """(slow subscriber mode, shipped profile) of each delivery run.
+
+    ``--delivery``: every slow-subscriber mode with the profile, and the plain run without it;
+    ``--slow-subscriber`` alone: the modes it names (True or "all" = none, slow and stopped; else a comma list).
+    """
+    if delivery:
+        return [(mode, True) for mode in SLOW_MODES] + [("none", False)]
+    if not slow_subscriber:
+        return []
+    modes = list(SLOW_MODES) if slow_subscriber is True or slow_subscriber == "all" else slow_subscriber.split(",")
+    unknown = [mode for mode in modes if mode not in SLOW_MODES]
+    if unknown:
+        raise ValueError(f"--slow-subscriber: unknown mode(s) {unknown}; use {', '.join(SLOW_MODES)} or all")
+    return [(mode, True) for mode in modes]
+
+
 def run(models: list[str], sizes: list[str], frames: int, e2e: bool, delivery: bool, soak: int,
-        rate: float, json_path: str | None, domain_id: int, slow_subscriber: bool = False) -> dict[str, Any]:
+        rate: float, json_path: str | None, domain_id: int | None,
+        slow_subscriber: bool | str = False) -> dict[str, Any]:
+    if domain_id is None:
+        from depth_ros.dds import reserve_domain_id
+
+        domain_id = reserve_domain_id()
     tune_malloc_for_large_messages()  # as depth_node does: the stage numbers are the node's
-    report: dict[str, Any] = {"machine": machine(), "stages": {}, "e2e": {}, "delivery": {}, "soak": None}
+    report: dict[str, Any] = {"machine": machine(), "stages": {}, "e2e": {}, "delivery": {}, "slow_subscriber": {},
+                              "soak": None}
+    runs = delivery_runs(delivery, slow_subscriber)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {name: (null_model(Path(tmp)) if name == "null" else resolve_model_path(name)) for name in models}
         for name, path in paths.items():
@@ -128,24 +156,24 @@ def run(models: list[str], sizes: list[str], frames: int, e2e: bool, delivery: b
                 result = run_e2e(config)
                 report["e2e"][f"{models[0]} {size} @ {rate:g} Hz"] = result.to_dict()
                 _print_e2e(f"{models[0]} {size} @ {rate:g} Hz", result.to_dict())
-        if delivery or slow_subscriber:
-            model = str(paths["null"] if "null" in paths else paths[models[0]])
-            for size in sizes:
-                width, height = SIZES[size]
-                runs = [(slow, reliable, True) for slow in ("", "slow", "stopped") for reliable in (False, True)]
-                if delivery:  # and without the shipped Fast DDS profile, for comparison
-                    runs += [("", reliable, False) for reliable in (False, True)]
-                for slow, reliable, profile in runs:
-                    config = E2EConfig(model=model, width=width, height=height, rate_hz=30.0,
-                                       frames=min(frames, 150), reliable=reliable, use_profile=profile,
-                                       cloud_color=size != "640x480", slow_subscriber=slow, domain_id=domain_id)
-                    result = run_e2e(config)
-                    key = (f"{size} {'reliable' if reliable else 'best_effort'} subscriber "
-                           f"{'with' if profile else 'without'} profile"
-                           + {"": "", "slow": ", slow reliable subscriber", "stopped": ", stopped reliable subscriber"}
-                           [slow])
-                    report["delivery"][key] = _delivery_entry(result)
-                    _print_delivery(key, report["delivery"][key])
+        model = str(paths["null"] if "null" in paths else paths[models[0]])
+        for size in sizes if runs else ():
+            width, height = SIZES[size]
+            colour = size != "640x480"
+            baseline: dict[str, Any] | None = None
+            for slow, profile in runs:
+                config = E2EConfig(model=model, width=width, height=height, rate_hz=DELIVERY_RATE_HZ, frames=frames,
+                                   cloud_color=colour, use_profile=profile, domain_id=domain_id,
+                                   measured_processes=True, slow_subscriber=slow)
+                key = delivery_key(size, colour, slow, profile)
+                entry = delivery_entry(run_e2e(config))
+                report["delivery"][key] = entry
+                _print_delivery(key, entry)
+                if slow == "none" and profile:
+                    baseline = entry
+                elif baseline is not None and profile:
+                    report["slow_subscriber"][key] = compare_to_baseline(baseline, entry)
+                    _print_comparison(key, report["slow_subscriber"][key])
         if soak:
             config = E2EConfig(model=str(paths[models[0]]), rate_hz=rate, frames=soak, domain_id=domain_id,
                                sample_process_every=max(1, soak // 40))
@@ -158,28 +186,86 @@ def run(models: list[str], sizes: list[str], frames: int, e2e: bool, delivery: b
     return report
 
 
-def _delivery_entry(result: E2EResult) -> dict[str, Any]:
-    """Delivery of one run: of the frames sent (the node may drop frames it cannot keep up with: newest wins)
-    and of the frames the node published (what DDS delivered to another process); the node's own rate."""
+def delivery_key(size: str, colour: bool, slow: str, profile: bool) -> str:
+    return (f"{size} {'xyzrgb' if colour else 'xyz'} @ {DELIVERY_RATE_HZ:g} Hz, slow subscriber {slow}, "
+            f"{'with' if profile else 'without'} profile")
+
+
+def delivery_entry(result: E2EResult) -> dict[str, Any]:
+    """One delivery run: per subscriber process what it received, of the frames sent (the node may drop
+    frames it cannot keep up with: newest wins) and of the frames the node published (what DDS delivered),
+    its latency publish -> received; the node's output rate and its own per-stage latency."""
     diag = result.node_diagnostics
     published = int(diag.get("frames_published", 0))
-    entry: dict[str, Any] = {name: n / max(1, result.sent) for name, n in result.received.items()}
-    entry.update({f"{name}_of_published": n / max(1, published) for name, n in result.received.items()})
-    entry.update({
+    subscribers: dict[str, Any] = {}
+    for name, sub in result.subscribers.items():
+        subscribers[name] = {
+            "reliability": sub["reliability"], "callback_s": sub["callback_s"], "received": dict(sub["received"]),
+            "of_sent": {out: n / max(1, result.sent) for out, n in sub["received"].items()},
+            "of_published": {out: n / max(1, published) for out, n in sub["received"].items()},
+            "latency_ms": {out: {k: p[k] for k in ("p50", "p95", "n")} for out, p in sub["latency_ms"].items()},
+        }
+    node_latency = {stage: {q: float(diag[f"latency_{stage}_{q}_ms"]) for q in ("p50", "p95")}
+                    for stage in ("publish_depth", "cloud", "total") if f"latency_{stage}_p50_ms" in diag}
+    return {
+        "config": {k: result.config[k] for k in ("width", "height", "rate_hz", "frames", "cloud_color", "use_profile",
+                                                 "slow_subscriber", "slow_callback_s", "subscriber_depth")},
         "sent": result.sent, "node_published": published, "node_published_of_sent": published / max(1, result.sent),
-        "received": dict(result.received),
-        "latency_ms": {name: {k: p[k] for k in ("p50", "p95")} for name, p in result.latency_ms.items()},
-        "slow_received": dict(result.slow_received),
-    })
-    return entry
+        "node_dropped": int(diag.get("frames_dropped", 0)),
+        "node_output_rate_hz": result.node_output_rate_hz,
+        "node_output_rate_diag_hz": result.node_output_rate_diag_hz,
+        "node_received": int(diag.get("frames_received", 0)),
+        "node_latency_ms": node_latency,  # the node's own stages over the run (/diagnostics, last 200 frames)
+        "slow_stopped_at_frame": result.slow_stopped_at_frame,
+        "cpu_cores": result.cpu_cores,  # while streaming; "other" = load on the machine from outside the run
+        "subscribers": subscribers,
+    }
+
+
+def compare_to_baseline(baseline: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The run with a slow/stopped subscriber against the run without one: ratios (1.0 = unchanged)."""
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
+    out: dict[str, Any] = {
+        "node_output_rate_ratio": ratio(entry["node_output_rate_hz"], baseline["node_output_rate_hz"]),
+        "node_published_ratio": ratio(entry["node_published"], baseline["node_published"]),
+    }
+    for name in ("reliable", "best_effort"):
+        for output, p in entry["subscribers"][name]["latency_ms"].items():
+            base = baseline["subscribers"][name]["latency_ms"][output]
+            out[f"{name} {output} latency_p50_ratio"] = ratio(p["p50"], base["p50"])
+            out[f"{name} {output} latency_p95_ratio"] = ratio(p["p95"], base["p95"])
+            delivered, before = (e["subscribers"][name]["of_published"][output] for e in (entry, baseline))
+            out[f"{name} {output} delivered_of_published_delta"] = delivered - before
+    return out
 
 
 def _print_delivery(key: str, entry: dict[str, Any]) -> None:
-    fractions = ", ".join(f"{n} {100 * entry[n]:.1f}% of sent, {100 * entry[n + '_of_published']:.1f}% of "
-                          f"published (p50 {entry['latency_ms'][n]['p50']:.1f} ms, p95 "
-                          f"{entry['latency_ms'][n]['p95']:.1f} ms)" for n in entry["received"])
-    slow = f"; slow subscriber took {entry['slow_received']}" if entry["slow_received"] else ""
-    print(f"delivery {key}: node published {entry['node_published']}/{entry['sent']}; {fractions}{slow}")
+    print(f"\ndelivery {key}: node received {entry['node_received']}/{entry['sent']}, published "
+          f"{entry['node_published']} ({entry['node_dropped']} dropped), output {entry['node_output_rate_hz']:.1f} Hz "
+          f"(node's own {entry['node_output_rate_diag_hz']:.1f} Hz)"
+          + (f", slow subscriber SIGSTOPped at frame {entry['slow_stopped_at_frame']}"
+             if entry["slow_stopped_at_frame"] is not None else ""))
+    cpu = entry["cpu_cores"]
+    if cpu:
+        print("  CPU cores while streaming: " + ", ".join(f"{name} {cores:.2f}" for name, cores in cpu.items()))
+    for stage, p in entry["node_latency_ms"].items():
+        print(f"  node {stage:<14} p50 {p['p50']:.2f} ms  p95 {p['p95']:.2f} ms")
+    for name, sub in entry["subscribers"].items():
+        parts = []
+        for output, n in sub["received"].items():
+            lat = sub["latency_ms"][output]
+            parts.append(f"{output} {n} ({100 * sub['of_published'][output]:.1f}% of published, "
+                         f"{100 * sub['of_sent'][output]:.1f}% of sent) p50 {lat['p50']:.1f} p95 {lat['p95']:.1f} ms")
+        slow = f", {sub['callback_s']:g} s per message" if sub["callback_s"] else ""
+        print(f"  {name:<12} ({sub['reliability']}{slow}): " + "; ".join(parts))
+
+
+def _print_comparison(key: str, comparison: dict[str, Any]) -> None:
+    print(f"  vs no slow subscriber: output rate x{comparison['node_output_rate_ratio']:.2f}, "
+          + ", ".join(f"{k.replace('latency_', '').replace('_ratio', '')} x{v:.2f}"
+                      for k, v in comparison.items() if k.endswith("latency_p95_ratio")))
 
 
 def _print_e2e(key: str, result: dict[str, Any]) -> None:

@@ -101,10 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=30.0, help="input rate of the end-to-end runs (Hz)")
     p.add_argument("--e2e", action="store_true",
                    help="also publisher -> depth_node -> subscriber through DDS (the first --model)")
-    p.add_argument("--delivery", action="store_true", help="also the delivered fraction per QoS and DDS profile")
-    p.add_argument("--slow-subscriber", action="store_true",
-                   help="also delivery to reliable and best-effort subscribers with a slow (0.5 s per message) and a "
-                        "stopped reliable subscriber attached (part of --delivery)")
+    p.add_argument("--delivery", action="store_true",
+                   help="also delivery to a reliable and a best-effort subscriber process at 30 Hz, with and without "
+                        "the shipped Fast DDS profile, and the --slow-subscriber runs")
+    p.add_argument("--slow-subscriber", nargs="?", const="all", default="", metavar="MODES",
+                   help="also delivery with one more reliable subscriber attached: none,slow,stopped (comma list; "
+                        "'all' or no value = all three): slow takes 0.5 s per message, stopped is SIGSTOPped "
+                        "during the stream (part of --delivery)")
     p.add_argument("--soak", type=int, default=0, metavar="FRAMES", help="also a soak run of FRAMES frames")
     p.add_argument("--domain-id", type=int, default=None,
                    help="ROS_DOMAIN_ID for the DDS runs (default: one no other depth_ros process here holds)")

@@ -32,6 +32,14 @@ def localhost_profile() -> Path:
         raise ValueError(f"{PROFILE} changed: cannot find {marker}")
     allow = "\n        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>"
     text = text.replace(marker, marker + allow)
+    # Reliable writers announce what they sent every 3 s by default, and a reader acknowledges on that
+    # heartbeat: waiting for acknowledgements (the tests' harness, bag play) would wait up to 3 s per message.
+    writer = ("    <data_writer profile_name=\"depth_ros_local_writer\" is_default_profile=\"true\">\n"
+              "      <times><heartbeat_period><sec>0</sec><nanosec>20000000</nanosec></heartbeat_period></times>\n"
+              "    </data_writer>\n  </profiles>")
+    if "</profiles>" not in text:
+        raise ValueError(f"{PROFILE} changed: cannot find </profiles>")
+    text = text.replace("</profiles>", writer, 1)
     handle, name = tempfile.mkstemp(prefix="depth_ros_fastdds_", suffix=".xml")
     with os.fdopen(handle, "w") as out:
         out.write(text)

@@ -27,7 +27,7 @@ from depth_ros import codecs
 from depth_ros.bag_play import Player, PlayOptions, Recorder
 from depth_ros.bagio import BagWriter, RawMessage, read_raw
 from depth_ros.colorize import colorize_depth
-from depth_ros.dds import local_ros_env, reserve_domain_id
+from depth_ros.dds import local_ros_env, release_domain_id, reserve_domain_id
 from depth_ros.models import package_file
 
 SAMPLE_IMAGE_TOPIC = "/device_0/sensor_1/Color_0/image/data"
@@ -108,8 +108,19 @@ class DemoResult:
 def run_demo(out_dir: Path, loops: int = 10, rate_hz: float = 5.0, model: str | None = None,
              domain_id: int | None = None, timeout_s: float = 60.0) -> DemoResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    domain_id = domain_id if domain_id is not None else reserve_domain_id()  # no other run hears this one
+    reserved = domain_id is None
+    domain_id = reserve_domain_id() if domain_id is None else domain_id  # no other run hears this one
     env = local_ros_env(domain_id)
+    try:
+        return _run_demo(out_dir, loops, rate_hz, model, env, timeout_s)
+    finally:  # the node has exited: its domain and its profile copy are free again
+        Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).unlink(missing_ok=True)
+        if reserved:
+            release_domain_id(domain_id)
+
+
+def _run_demo(out_dir: Path, loops: int, rate_hz: float, model: str | None, env: dict[str, str],
+              timeout_s: float) -> DemoResult:
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID",
                                            "RMW_IMPLEMENTATION", "FASTDDS_DEFAULT_PROFILES_FILE")})
     params = package_file("config/depth.yaml")

@@ -11,12 +11,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ros_harness import DOMAIN_ID, Client, NodeProcess, start_node  # noqa: E402
+from ros_harness import CLIENT_DDS_ENV, Client, NodeProcess, start_node  # noqa: E402
 
-from depth_ros.dds import local_ros_env  # noqa: E402
+from depth_ros.dds import release_domain_id, reserve_domain_id  # noqa: E402
 
-# Every process of the suite (this one and the nodes it starts) keeps DDS on localhost.
-os.environ.update({k: v for k, v in local_ros_env(DOMAIN_ID, base={}).items()})
+# Every process of the suite (this one and the nodes it starts) keeps DDS on localhost, in this run's domain.
+os.environ.update(CLIENT_DDS_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -31,22 +31,32 @@ def ros_context() -> Iterator[object]:
 
 
 @pytest.fixture
+def own_domain() -> Iterator[int]:
+    """A ROS domain of the test's own, for tools whose topics are global names (reserved, then released)."""
+    domain_id = reserve_domain_id()
+    yield domain_id
+    release_domain_id(domain_id)
+
+
+@pytest.fixture
 def depth_node(ros_context: object) -> Iterator[Callable[..., tuple[NodeProcess, Client]]]:
     """Factory: start depth_node with parameters, return (process, client) once matched on DDS."""
     started: list[tuple[NodeProcess, Client]] = []
 
     def start(params: dict | None = None, reliable: bool = True, compressed: bool = False,
-              **kwargs: object) -> tuple[NodeProcess, Client]:
+              inputs: dict[str, type] | None = None, **kwargs: object) -> tuple[NodeProcess, Client]:
         """reliable (default): the node's inputs and the client are reliable, so every frame is delivered and
         acknowledged once; False keeps the shipped best-effort inputs (the client then repeats a frame until
-        its outputs arrive)."""
+        its outputs arrive). inputs: more input topics the client publishes on (`Client.pubs[name]`, e.g.
+        {"reference_depth": Image}). Other keywords go to `start_node` (params_file, remaps, executable)."""
         params = dict(params or {})
         if reliable:
             params.setdefault("input_qos_reliability", "reliable")
         if compressed:
             params.setdefault("image_transport", "compressed")
         process = start_node(params, **kwargs)
-        client = Client(ros_context, process.namespace, reliable=reliable, compressed=compressed)  # type: ignore[arg-type]
+        client = Client(ros_context, process.namespace, reliable=reliable, compressed=compressed,  # type: ignore[arg-type]
+                        inputs=dict(inputs or {}))
         started.append((process, client))
         client.wait_ready(process)
         return process, client

@@ -4,12 +4,17 @@
   in its own process, in a namespace of its own, with DDS kept on this machine.
 - `Client` publishes Image/CompressedImage + CameraInfo and collects the node's outputs by stamp.
 No ROS piece is mocked.
+
+Each run has a ROS domain of its own (`reserve_domain_id`), and everything the harness writes (node logs, the
+localhost Fast DDS profile) lies in one temporary directory of the run's own, removed when the run exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +27,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.srv import GetParameters
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -34,11 +40,55 @@ PARAMS_FILE = REPO / "config" / "depth.yaml"
 # A domain of this test run's own (an flock held until the run exits): concurrent runs on one machine, the
 # demo and the benchmarks never hear each other. DEPTH_ROS_TEST_DOMAIN forces one.
 DOMAIN_ID = int(os.environ.get("DEPTH_ROS_TEST_DOMAIN") or reserve_domain_id())
+RUN_DIR = Path(tempfile.mkdtemp(prefix="depth_ros_tests_"))
+atexit.register(shutil.rmtree, RUN_DIR, True)  # after the nodes and tools it started have exited
 _namespaces = itertools.count()
 
 
+def _dds_env() -> dict[str, str]:
+    """The DDS variables of `local_ros_env`, with its profile copy moved into RUN_DIR (made once per run)."""
+    env = local_ros_env(DOMAIN_ID, base={})
+    profile = RUN_DIR / "fastdds_localhost.xml"
+    shutil.move(env["FASTDDS_DEFAULT_PROFILES_FILE"], profile)
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    return env
+
+
+# The nodes and tools the tests start run with the shipped profile (bound to localhost).
+DDS_ENV = _dds_env()
+
+
+def _client_dds_env() -> dict[str, str]:
+    """For this process (the tests' client): the same profile, its writers sending a heartbeat every 20 ms
+    unless `local_ros_env`'s profile sets its writers' timing already.
+
+    A reliable reader acknowledges a sample when the writer's next heartbeat asks it to, and Fast DDS's
+    default period is 3 s: `Publisher.wait_for_all_acked` would take up to 3 s per message."""
+    source = Path(DDS_ENV["FASTDDS_DEFAULT_PROFILES_FILE"])
+    writer = ("    <data_writer profile_name=\"depth_ros_tests_client\" is_default_profile=\"true\">\n"
+              "      <times><heartbeat_period><sec>0</sec><nanosec>20000000</nanosec></heartbeat_period></times>\n"
+              "    </data_writer>\n  </profiles>")
+    text = source.read_text()
+    if "<data_writer" in text:  # the shipped profile sets its writers' timing itself
+        return dict(DDS_ENV)
+    if text.count("</profiles>") != 1:
+        raise ValueError(f"{source}: expected one </profiles>")
+    profile = RUN_DIR / "fastdds_localhost_client.xml"
+    profile.write_text(text.replace("  </profiles>", writer) if "  </profiles>" in text
+                       else text.replace("</profiles>", writer))
+    return {**DDS_ENV, "FASTDDS_DEFAULT_PROFILES_FILE": str(profile)}
+
+
+CLIENT_DDS_ENV = _client_dds_env()
+
+
+def ros_env(domain_id: int = DOMAIN_ID) -> dict[str, str]:
+    """This process's environment with DDS kept on this machine, in ``domain_id`` (a tool's own domain)."""
+    return {**os.environ, **DDS_ENV, "ROS_DOMAIN_ID": str(domain_id)}
+
+
 def node_env() -> dict[str, str]:
-    env = local_ros_env(DOMAIN_ID)
+    env = ros_env()
     env["PYTHONUNBUFFERED"] = "1"
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
     return env
@@ -86,7 +136,7 @@ def start_node(params: dict[str, Any] | None = None, params_file: Path | None = 
     namespace = f"/t{os.getpid()}_{next(_namespaces)}"
     command = (executable or [sys.executable, "-m", "depth_ros.node"])
     command = command + node_args(params, params_file, remaps, namespace)
-    log = Path(tempfile.mkstemp(prefix="depth_node_", suffix=".log")[1])
+    log = RUN_DIR / f"depth_node{namespace.replace('/', '_')}.log"
     with log.open("w") as out:
         process = subprocess.Popen(command, env=node_env(), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     return NodeProcess(namespace, process, log)
@@ -128,8 +178,13 @@ class Client:
     namespace: str
     reliable: bool = True
     compressed: bool = False
+    # More inputs of the node, name -> message type (e.g. {"reference_depth": Image}); their publishers are
+    # `pubs[name]`, made here with the others, i.e. before the node's subscriptions exist, which then match
+    # them when they are created (a publisher made later may not be matched on the node's side yet).
+    inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[int, Outputs] = field(default_factory=dict)
     diagnostics: list[DiagnosticArray] = field(default_factory=list)
+    _extra_topics: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         q = qos(self.reliable)
@@ -138,6 +193,8 @@ class Client:
         image_topic = f"{ns}/image/compressed" if self.compressed else f"{ns}/image"
         self.pub_image = self.node.create_publisher(image_type, image_topic, q)
         self.pub_info = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", q)
+        self.pubs = {name: self.node.create_publisher(msg_type, f"{ns}/{name}", q)
+                     for name, msg_type in self.inputs.items()}
         self._subs = [
             self.node.create_subscription(Image, f"{ns}/depth", self._store("depth"), q),
             self.node.create_subscription(CameraInfo, f"{ns}/depth/camera_info", self._store("camera_info"), q),
@@ -145,6 +202,15 @@ class Client:
             self.node.create_subscription(Image, f"{ns}/depth/colored", self._store("colored"), q),
             self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10),
         ]
+
+    def add_subscription(self, msg_type: Any, name: str, callback: Any, qos_profile: QoSProfile | None = None) -> Any:
+        """Subscribe to another output ``<namespace>/<name>`` (e.g. 'scan'); call `wait_ready` again before
+        sending, so that the node's writer is known to match it."""
+        topic = f"{self.namespace}/{name}"
+        sub = self.node.create_subscription(msg_type, topic, callback, qos_profile or qos(self.reliable))
+        self._subs.append(sub)
+        self._extra_topics.append(topic)
+        return sub
 
     def _store(self, name: str):  # noqa: ANN202
         def callback(msg: Any) -> None:
@@ -175,26 +241,73 @@ class Client:
         return self.reliable and bool(infos) and all(
             info.qos_profile.reliability == ReliabilityPolicy.RELIABLE for info in infos)
 
-    def wait_ready(self, process: NodeProcess, timeout: float = 30.0) -> None:
-        """Until the node's subscriptions matched our publishers and our subscriptions know the node's publishers
-        (or it died). The node's writers are created after it discovered our (earlier) readers, so once we see
-        them, they have matched us too: no settling sleep."""
+    def wait_ready(self, process: NodeProcess, timeout: float = 30.0, node_name: str = "depth_node") -> None:
+        """Until both directions are matched on DDS (or the node died), checked, never slept on:
+
+        (a) the node's image, CameraInfo (and `inputs`) subscriptions matched our publishers
+            (``get_subscription_count``);
+        (b) the node's output publishers are advertised, and (c) each has a QoS our subscription matches
+            (``get_publishers_info_by_topic``: Humble's Subscription has no ``get_publisher_count``);
+        (d) a real round trip, `_round_trip`: proof that the node's writers have matched our readers.
+        The node's subscriptions are created after it discovered our (earlier) publishers, so they match
+        them at creation; the first `send` then confirms the whole data path."""
         deadline = time.monotonic() + timeout
-        outputs = ("depth", "depth/camera_info", "points", "depth/colored")
+        outputs = [f"{self.namespace}/{t}" for t in ("depth", "depth/camera_info", "points", "depth/colored")]
+        outputs += self._extra_topics
+        inputs = known = False
         while time.monotonic() < deadline:
-            if process.process.poll() is not None:
-                raise AssertionError(f"depth_node exited with {process.process.returncode}:\n{process.output()}")
-            matched = (self.pub_image.get_subscription_count() > 0 and self.pub_info.get_subscription_count() > 0
-                       and all(self._matched_publishers(f"{self.namespace}/{t}") for t in outputs))
-            if matched:
+            self._check_alive(process)
+            inputs = all(pub.get_subscription_count() > 0
+                         for pub in (self.pub_image, self.pub_info, *self.pubs.values()))
+            known = all(self._matched_publishers(topic) for topic in outputs)
+            if inputs and known:
+                self._round_trip(process, node_name, deadline)
                 return
             rclpy.spin_once(self.node, timeout_sec=0.05)
-        raise AssertionError(f"depth_node never matched on DDS within {timeout}s:\n{process.output()}")
+        raise AssertionError(f"depth_node never matched on DDS within {timeout}s (inputs matched: {inputs}, "
+                             f"outputs known: {known}):\n{process.output()}")
+
+    def _round_trip(self, process: NodeProcess, node_name: str, deadline: float) -> None:
+        """Ask the node for a parameter through a service client made now, after all our subscriptions.
+
+        DDS announces a participant's readers in creation order over one reliable discovery channel, and the
+        node matches them in that order: an answer on this client's (newest) reply reader proves that the node
+        has matched every reader we created before it, i.e. its output writers send to us. A request lost
+        while the node's request reader is still matching ours is asked again."""
+        client = self.node.create_client(GetParameters, f"{self.namespace}/{node_name}/get_parameters")
+        try:
+            pending: list[Any] = []
+            asked = -1.0
+            while time.monotonic() < deadline:
+                self._check_alive(process)
+                if any(future.done() and future.result() is not None for future in pending):
+                    return
+                if client.service_is_ready() and time.monotonic() - asked > 0.5:
+                    pending.append(client.call_async(GetParameters.Request(names=["model"])))
+                    asked = time.monotonic()
+                rclpy.spin_once(self.node, timeout_sec=0.02)
+        finally:
+            self.node.destroy_client(client)
+        raise AssertionError(f"{self.namespace}/{node_name} never answered a parameter request:\n{process.output()}")
+
+    @staticmethod
+    def _check_alive(process: NodeProcess) -> None:
+        if process.process.poll() is not None:
+            raise AssertionError(f"depth_node exited with {process.process.returncode}:\n{process.output()}")
+
+    def publish_acked(self, publisher: Any, msg: Any, timeout: float = 10.0) -> None:
+        """Publish ``msg`` and, for a reliable publisher, wait until every matched reader acknowledged it (a
+        reference depth or cloud that must be in the node before the frame that uses it)."""
+        publisher.publish(msg)
+        self._acked(publisher, timeout)
 
     def _acked(self, publisher: Any, timeout: float = 10.0) -> None:
-        """Wait until every matched reliable reader acknowledged what ``publisher`` wrote (no-op for best effort)."""
-        if self.reliable:
-            publisher.wait_for_all_acked(Duration(seconds=timeout))
+        """Wait until every matched reliable reader acknowledged what ``publisher`` wrote (no-op for best effort:
+        then nothing acknowledges, and `send` repeats instead)."""
+        if publisher.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
+            return
+        if not publisher.wait_for_all_acked(Duration(seconds=timeout)):
+            raise AssertionError(f"{publisher.topic_name}: not acknowledged by its readers within {timeout}s")
 
     def publish(self, image: Image | CompressedImage, info: CameraInfo | None, stamp_ns: int) -> None:
         """Publish one frame stamped ``stamp_ns``, its CameraInfo (if any) first and acknowledged first: the node
@@ -248,8 +361,8 @@ class Client:
     def close(self) -> None:
         for sub in self._subs:
             self.node.destroy_subscription(sub)
-        self.node.destroy_publisher(self.pub_image)
-        self.node.destroy_publisher(self.pub_info)
+        for pub in (self.pub_image, self.pub_info, *self.pubs.values()):
+            self.node.destroy_publisher(pub)
 
 
 def depth_array(msg: Image) -> np.ndarray:

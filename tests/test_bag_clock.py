@@ -9,10 +9,10 @@ assertions are on bag time (recorded times), never on how fast the machine is.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,13 +25,14 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from ros_harness import RUN_DIR, ros_env
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from depth_ros.bag_play import PlaybackClock
 from depth_ros.bagio import read_raw
-from depth_ros.dds import local_ros_env, release_domain_id, reserve_domain_id
+from depth_ros.dds import release_domain_id, reserve_domain_id
 from depth_ros.demo import write_frame_sequence
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,11 +169,14 @@ class Player:
         return text
 
 
+_player_logs = itertools.count()
+
+
 def start_player(domain_id: int, bag: Path, *args: str) -> Player:
     """`depth-ros bag play BAG --clock --reliable ...`, holding playback until the listener subscribed."""
-    env = local_ros_env(domain_id)
+    env = ros_env(domain_id)
     env["PYTHONUNBUFFERED"] = "1"
-    log = Path(tempfile.mkstemp(prefix="bag_play_", suffix=".log")[1])
+    log = RUN_DIR / f"bag_play_{next(_player_logs)}.log"  # removed with the run's directory
     command = [sys.executable, "-m", "depth_ros.cli", "bag", "play", str(bag), "--clock", "--reliable",
                "--wait-for-subscribers", str(TIMEOUT_S), *args]
     with log.open("w") as out:

@@ -22,14 +22,13 @@ import numpy as np
 import pytest
 from oracles import make_contract, save_oracle
 from rclpy.serialization import deserialize_message, serialize_message
-from ros_harness import PARAMS_FILE
+from ros_harness import PARAMS_FILE, ros_env
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ros import codecs
 from depth_ros.bag_process import camera_namespace, output_topics, pair_camera_info, process_bag
 from depth_ros.bagio import BagWriter, RawMessage, read_raw
 from depth_ros.cli import main as cli_main
-from depth_ros.dds import local_ros_env, reserve_domain_id
 from depth_ros.demo import write_frame_sequence
 
 REPO = Path(__file__).resolve().parent.parent
@@ -332,14 +331,14 @@ def test_interrupted_run_leaves_no_output(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- over DDS
 
-def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path) -> None:
+def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path, own_domain: int) -> None:
     """bag play -> depth_node -> bag record (three processes over Fast DDS) gives exactly what
     `bag process` computes offline from the same bag: same depth and cloud, same header."""
     offline = tmp_path / "offline"
     process_bag(ROS2_BAG, offline, progress=False, log=lambda line: None)
     expected = by_topic(offline)
 
-    env = local_ros_env(reserve_domain_id())  # a domain of its own: the bag's topics are global names
+    env = ros_env(own_domain)  # a domain of its own: the bag's topics are global names
     env["PYTHONUNBUFFERED"] = "1"
     ns = "/bagtest"
     cli = [sys.executable, "-m", "depth_ros.cli", "bag"]

@@ -7,18 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from depth_ros.dds import local_ros_env, reserve_domain_id
+from ros_harness import ros_env
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_bench_stages_e2e_and_soak_report(tmp_path: Path) -> None:
+def test_bench_stages_e2e_and_soak_report(tmp_path: Path, own_domain: int) -> None:
     out = tmp_path / "bench.json"
-    domain = reserve_domain_id()  # its own: the bench's topics are not namespaced per run
+    domain = own_domain  # its own: the bench's topics are not namespaced per run
     result = subprocess.run(
         [sys.executable, "-m", "depth_ros.cli", "bench", "--model", "null", "--size", "640x480", "--frames", "40",
          "--e2e", "--soak", "120", "--rate", "30", "--domain-id", str(domain), "--json", str(out)],
-        env=local_ros_env(domain), capture_output=True, text=True, timeout=300, cwd=REPO)
+        env=ros_env(domain), capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     stages = report["stages"]["null 640x480 depth+xyz"]
@@ -46,27 +46,44 @@ def test_bench_stages_e2e_and_soak_report(tmp_path: Path) -> None:
     assert "p50" in result.stdout  # the printed table
 
 
-def test_bench_slow_subscriber_never_slows_the_node(tmp_path: Path) -> None:
-    """A reliable subscriber that takes 0.5 s per message (and one that is stopped) beside the measured ones:
-    keep-last-1 reliable outputs keep the node publishing every frame it gets; the slow one just gets fewer."""
+def test_bench_slow_subscriber_delivery_report(tmp_path: Path, own_domain: int) -> None:
+    """The measured reliable and best-effort subscriber processes beside a reliable one that takes 0.5 s per
+    message, then beside the same one SIGSTOPped: what each received is reported per output, counted against
+    what the node published; the slow one gets fewer, and the node is not held to the slow one's pace."""
     out = tmp_path / "bench.json"
-    domain = reserve_domain_id()
+    frames = 45
     result = subprocess.run(
-        [sys.executable, "-m", "depth_ros.cli", "bench", "--model", "null", "--size", "640x480", "--frames", "45",
-         "--slow-subscriber", "--domain-id", str(domain), "--json", str(out)],
-        env=local_ros_env(domain), capture_output=True, text=True, timeout=300, cwd=REPO)
+        [sys.executable, "-m", "depth_ros.cli", "bench", "--model", "null", "--size", "640x480", "--frames",
+         str(frames), "--slow-subscriber", "slow,stopped", "--domain-id", str(own_domain), "--json", str(out)],
+        env=ros_env(own_domain), capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    delivery = json.loads(out.read_text())["delivery"]
-    for subscriber in ("best_effort", "reliable"):
-        for slow in ("", ", slow reliable subscriber", ", stopped reliable subscriber"):
-            entry = delivery[f"640x480 {subscriber} subscriber with profile{slow}"]
-            assert entry["sent"] == 45
-            assert 0 < entry["node_published"] <= entry["sent"]
-            for name in ("depth", "points"):
-                assert entry["received"][name] <= entry["node_published"]
-            # Blocked on a 0.5 s consumer, the node would publish ~3 of these 45 frames (1.5 s at 30 Hz).
-            assert entry["node_published_of_sent"] >= 0.5, (subscriber, slow, entry)
-            if slow == ", slow reliable subscriber":
-                assert 0 < entry["slow_received"]["depth"] < entry["received"]["depth"], entry
-            if slow == ", stopped reliable subscriber":
-                assert entry["slow_received"] == {"depth": 0, "points": 0}, entry
+    report = json.loads(out.read_text())
+    for mode in ("slow", "stopped"):
+        entry = report["delivery"][f"640x480 xyz @ 30 Hz, slow subscriber {mode}, with profile"]
+        assert entry["config"]["slow_subscriber"] == mode and entry["config"]["slow_callback_s"] == 0.5
+        assert entry["sent"] == frames
+        assert 0 < entry["node_published"] <= entry["node_received"] <= entry["sent"]
+        assert entry["node_output_rate_hz"] > 0 and entry["cpu_cores"]["node"] > 0
+        subscribers = entry["subscribers"]
+        assert set(subscribers) == {"reliable", "best_effort", "slow"}
+        assert [subscribers[n]["reliability"] for n in ("reliable", "best_effort", "slow")] == [
+            "reliable", "best_effort", "reliable"]
+        for name, sub in subscribers.items():
+            for output in ("depth", "points"):
+                n = sub["received"][output]
+                assert n <= entry["node_published"], (mode, name, output, entry)
+                assert sub["latency_ms"][output]["n"] == n
+                assert sub["of_published"][output] == n / entry["node_published"]
+                if n:
+                    assert 0 < sub["latency_ms"][output]["p50"] <= sub["latency_ms"][output]["p95"]
+        for output in ("depth", "points"):
+            assert subscribers["reliable"]["received"][output] > 0, (mode, entry)
+            # The slow (or stopped) consumer gets fewer than the measured ones: keep-last replaces what it
+            # has not taken instead of holding the node to its pace.
+            assert subscribers["slow"]["received"][output] < subscribers["reliable"]["received"][output], entry
+        if mode == "slow":
+            # Held to a 0.5 s consumer, the node would publish ~3 of these 45 frames (1.5 s at 30 Hz).
+            assert entry["node_published_of_sent"] >= 0.5, entry
+        else:
+            assert entry["slow_stopped_at_frame"] == frames // 5
+    assert "slow         (reliable, 0.5 s per message)" in result.stdout  # the printed lines

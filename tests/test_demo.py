@@ -9,18 +9,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rclpy.serialization import deserialize_message
+from ros_harness import ros_env
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_ros import codecs
 from depth_ros.bagio import read_raw
-from depth_ros.dds import local_ros_env, reserve_domain_id
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_demo_records_outputs_and_preview(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    env = local_ros_env(reserve_domain_id())  # its own domain: the demo's topics are not namespaced per test
+    # The demo reserves a domain of its own (run_demo without domain_id: reserve_domain_id()), distinct from
+    # this run's and any other run's; its topics are not namespaced per test.
+    env = ros_env()
     result = subprocess.run([sys.executable, "-m", "depth_ros.cli", "demo", "--out", str(out), "--loops", "4"],
                             env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr

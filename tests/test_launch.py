@@ -396,7 +396,7 @@ def test_multi_megabyte_best_effort_images_arrive(ros_context: Node, tmp_path: P
         received.add(msg.header.stamp.sec)
         sizes.add(len(msg.data))
 
-    sub = ros_context.create_subscription(Image, topic, on_image, qos(depth=10))
+    sub = ros_context.create_subscription(Image, topic, on_image, qos(reliable=False, depth=10))  # best effort
     script = tmp_path / "publisher.py"
     script.write_text(PUBLISHER)
     publisher = subprocess.Popen([sys.executable, str(script), topic, str(count), str(rate)], env=node_env(),

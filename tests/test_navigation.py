@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import rclpy
 from oracles import camera_info, make_contract
-from ros_harness import Client, qos
+from ros_harness import Client
 from sensor_msgs.msg import LaserScan, PointCloud2
 from test_node_geometry import save_model, scene_model, scene_rgb, set_ok
 
@@ -288,10 +288,8 @@ def _nav_client(client: Client) -> dict[str, dict[int, Any]]:
             got[name][msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = msg
         return callback
 
-    ns = client.namespace
-    client._subs.append(client.node.create_subscription(LaserScan, f"{ns}/scan", store("scan"), qos()))
-    client._subs.append(client.node.create_subscription(PointCloud2, f"{ns}/points_filtered",
-                                                        store("points_filtered"), qos()))
+    client.add_subscription(LaserScan, "scan", store("scan"))
+    client.add_subscription(PointCloud2, "points_filtered", store("points_filtered"))
     return got
 
 
@@ -321,7 +319,7 @@ def test_navigation_outputs_through_the_node(depth_node: Any, tmp_path: Path) ->
     process, client = depth_node(params)
     assert client.node.count_publishers(f"{process.namespace}/scan") == 1
     got = _nav_client(client)
-    client.spin(0.5)
+    client.wait_ready(process)  # the node's scan and points_filtered writers match the new subscriptions
 
     # 1. Fronto-parallel wall: r(theta) = d / cos(theta) at the message's own angles; headers.
     stamp = 1_700_000_000_123_456_789

@@ -17,16 +17,13 @@ Each frame's scale can only come from that frame's own reference (different A_i,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import rclpy
 from oracles import lens_rays, make_contract
-from ros_harness import Client, NodeProcess, depth_array, qos
+from ros_harness import Client, NodeProcess, depth_array
 from sensor_msgs.msg import PointCloud2
 from test_node_geometry import FRAME, TILTED, Pinhole, save_model, scene_image, scene_model
 from test_scale_recovery import cloud_msg
@@ -56,17 +53,6 @@ def plane_truth(model: str, coeffs: list[float]) -> tuple[np.ndarray, np.ndarray
     return z, xn, yn
 
 
-def _reference_publisher(client: Client) -> Any:
-    """A publisher on the node's reference_points, with the QoS the other scale-recovery live tests use."""
-    pub = client.node.create_publisher(PointCloud2, f"{client.namespace}/reference_points", qos())
-    deadline = time.monotonic() + 10.0
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        rclpy.spin_once(client.node, timeout_sec=0.02)
-    assert pub.get_subscription_count() > 0, "the node does not subscribe to reference_points"
-    client.spin(0.2)
-    return pub
-
-
 def test_points_scale_through_zero_padded_distortion(depth_node: StartNode, tmp_path: Path) -> None:
     truths = [plane_truth(model, coeffs) for model, _, coeffs, _, _ in LENSES]
     u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
@@ -83,16 +69,16 @@ def test_points_scale_through_zero_padded_distortion(depth_node: StartNode, tmp_
     path = save_model(scene_model(maps, make_contract("relative_disparity", H, W, "stretch"), (H, W)),
                       tmp_path, "padded_lenses.onnx")
     process, client = depth_node({"model": str(path), "scale_source": "points", "scale_smoothing": 0.0,
-                                  "diagnostics_period": 0.2, "min_depth": 0.1, "max_depth": 20.0})
-    pub = _reference_publisher(client)
+                                  "diagnostics_period": 0.2, "min_depth": 0.1, "max_depth": 20.0},
+                                 inputs={"reference_points": PointCloud2})
+    pub = client.pubs["reference_points"]
 
     stamp = 1_700_000_100_000_000_000
     for index, ((model, published, _, a, b), (z, xn, yn)) in enumerate(zip(LENSES, truths, strict=True)):
         stamp += 100_000_000
         s = (slice(None, None, REFERENCE_STRIDE), slice(None, None, REFERENCE_STRIDE))
         xyz = np.stack([xn[s] * z[s], yn[s] * z[s], z[s]], axis=-1).reshape(-1, 3)
-        pub.publish(cloud_msg(xyz, stamp, FRAME))
-        client.spin(0.1)
+        client.publish_acked(pub, cloud_msg(xyz, stamp, FRAME))  # in the node before the frame that uses it
         info = CAM.info(W, H, distortion_model=model, d=published)
         out = client.send(scene_image(W, H, index, len(LENSES)), info, stamp, wanted=("depth",))
         assert out.depth is not None

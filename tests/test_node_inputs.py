@@ -17,6 +17,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from onnx import TensorProto, helper, numpy_helper
 from oracles import make_contract, save_oracle
+from rclpy.duration import Duration
 from ros_harness import depth_array, qos, start_node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from test_node_geometry import (
@@ -248,12 +249,7 @@ def test_reliable_qos_delivers_every_frame(depth_node: Any, tmp_path: Path) -> N
     stamps = [1_700_000_400_000_000_000 + i for i in range(5)]
     image = image_msg("rgb8", known_rgb().reshape(H, -1))
     for stamp in stamps:
-        image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp, 10**9)
-        info = CAM.info(W, H)
-        info.header.stamp = image.header.stamp
-        client.pub_info.publish(info)
-        client.spin(0.02)
-        client.pub_image.publish(image)
+        client.publish(image, CAM.info(W, H), stamp)  # CameraInfo, then the image, each acknowledged
         client.spin(0.2)
     deadline = time.monotonic() + 15.0
     while time.monotonic() < deadline and not all(
@@ -335,7 +331,8 @@ def test_lazy_outputs_without_subscribers(ros_context: Any, tmp_path: Path) -> N
     """No subscriber on any output: frames are counted as dropped_no_subscribers, nothing published.
     Then a depth-only subscriber gets its depth (the node does not need every output subscribed)."""
     node = ros_context
-    process = start_node({"model": str(tilted_oracle(tmp_path)), "diagnostics_period": 0.2})
+    process = start_node({"model": str(tilted_oracle(tmp_path)), "diagnostics_period": 0.2,
+                          "input_qos_reliability": "reliable"})
     ns = process.namespace
     q = qos()
     pub_image = node.create_publisher(Image, f"{ns}/image", q)
@@ -350,6 +347,7 @@ def test_lazy_outputs_without_subscribers(ros_context: Any, tmp_path: Path) -> N
     depths: dict[int, Image] = {}
     diag_sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     depth_sub = None
+    acked = Duration(seconds=10.0)
     image = image_msg("rgb8", known_rgb().reshape(H, -1))
 
     def spin(seconds: float) -> None:
@@ -362,8 +360,9 @@ def test_lazy_outputs_without_subscribers(ros_context: Any, tmp_path: Path) -> N
         info = CAM.info(W, H)
         info.header.stamp = image.header.stamp
         pub_info.publish(info)
-        spin(0.05)
+        assert pub_info.wait_for_all_acked(acked)  # the node holds the CameraInfo before the image
         pub_image.publish(image)
+        assert pub_image.wait_for_all_acked(acked)
 
     def wait_diagnostics(predicate: Any, timeout: float = 10.0) -> dict[str, str]:
         deadline = time.monotonic() + timeout
@@ -379,23 +378,25 @@ def test_lazy_outputs_without_subscribers(ros_context: Any, tmp_path: Path) -> N
             assert time.monotonic() < deadline, process.output()
             assert process.process.poll() is None, process.output()
             spin(0.05)
-        spin(0.3)
         for i in range(3):
             publish(1_700_000_600_000_000_000 + i)
             spin(0.1)
-        diag = wait_diagnostics(lambda d: int(d.get("dropped_no_subscribers", "0")) >= 1
-                                and int(d["frames_received"]) >= 1
-                                and int(d["frames_received"]) == int(d.get("dropped_no_subscribers", "0")))
-        assert diag["frames_published"] == "0", diag
+        diag = wait_diagnostics(lambda d: int(d["frames_received"]) == 3)
+        assert diag.get("dropped_no_subscribers") == "3" and diag["frames_published"] == "0", diag
 
         depth_sub = node.create_subscription(
             Image, f"{ns}/depth", lambda m: depths.__setitem__(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, m),
             q)
+        # A round trip instead of a settling sleep: a /diagnostics reader created after depth_sub hears the node
+        # only once the node has matched depth_sub too (a participant's readers are announced, and matched, in
+        # creation order; Client.wait_ready makes the same argument with a parameter request).
+        node.destroy_subscription(diag_sub)
+        diagnostics.clear()
+        diag_sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         deadline = time.monotonic() + 10.0
-        while node.count_publishers(f"{ns}/depth") == 0:
-            assert time.monotonic() < deadline
+        while node.count_publishers(f"{ns}/depth") == 0 or not diagnostics:
+            assert time.monotonic() < deadline, f"the node never matched the depth subscriber\n{process.output()}"
             spin(0.05)
-        spin(0.5)  # let the node's publisher see our subscription
         stamp = 1_700_000_600_000_000_100
         publish(stamp)
         deadline = time.monotonic() + 10.0

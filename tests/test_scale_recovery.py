@@ -10,15 +10,15 @@ the metric scale from the reference alone.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from oracles import camera_info as make_camera_info
 from oracles import lens_distort, lens_rays, make_contract, rgb_image, save_oracle
-from ros_harness import Client, NodeProcess, qos
+from ros_harness import Client, NodeProcess
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from test_real_data import (
     TUM_CX,
@@ -339,15 +339,15 @@ def test_metric_model_is_refined_by_scale_only_through_the_estimator(tmp_path: P
 # ----------------------------------------------------------------------------- the live node
 
 
-def _reference_publisher(client: Client, topic: str, msg_type: type) -> object:
-    pub = client.node.create_publisher(msg_type, f"{client.namespace}/{topic}", qos())
-    for _ in range(200):
-        if pub.get_subscription_count() > 0:
-            break
-        rclpy.spin_once(client.node, timeout_sec=0.02)
-    assert pub.get_subscription_count() > 0, f"the node does not subscribe to {topic}"
-    client.spin(0.2)
-    return pub
+def _diagnostics_until(client: Client, predicate: Callable[[dict[str, str]], bool],
+                       timeout: float = 10.0) -> dict[str, str]:
+    """The node's first /diagnostics report (from now on) that satisfies ``predicate``."""
+    deadline = time.monotonic() + timeout
+    diag = client.latest_diagnostics()
+    while not predicate(diag):
+        assert time.monotonic() < deadline, f"diagnostics never matched; last: {diag}"
+        diag = client.latest_diagnostics()
+    return diag
 
 
 def _relative_ratio(depth: np.ndarray, previous: np.ndarray) -> float:
@@ -361,22 +361,23 @@ def test_tum_relative_oracle_gets_metric_scale_from_sparse_depth_and_holds_it(
     model = save_oracle(tmp_path, relative_oracle(truth), make_contract("relative_disparity", 480, 640),
                         (480, 640), name="tum_relative.onnx")
     process, client = depth_node({"model": str(model), "scale_source": "depth", "reference_max_age": 0.25,
-                                  "scale_smoothing": 0.5, "diagnostics_period": 0.2, **RANGE})
-    pub = _reference_publisher(client, "reference_depth", Image)
+                                  "scale_smoothing": 0.5, "diagnostics_period": 0.2, **RANGE},
+                                 inputs={"reference_depth": Image})
+    pub = client.pubs["reference_depth"]
     info = make_camera_info(640, 480, TUM_FX, TUM_FY, TUM_CX, TUM_CY, d=list(TUM_D))
     image = rgb_image(rgb)
     base = 1_311_868_164_000_000_000
 
     # No reference yet: relative depth has no metres, so nothing is published; the frame is counted.
     client.publish(image, info, base - FRAME_S)
-    client.spin(0.5)
+    _diagnostics_until(client, lambda d: int(d.get("skipped_no_scale_fit", "0")) >= 1)
+    client.spin(0.1)  # (an output, had there been one, was published before the skip was counted)
     assert (base - FRAME_S) not in client.outputs
     # A reference the node cannot use is rejected with a reason, and the node carries on.
     bad = depth_msg(truth, "32FC1", base - FRAME_S)
     bad.encoding = "rgb8"
-    pub.publish(bad)
-    client.spin(0.3)
-    diag = client.latest_diagnostics()
+    client.publish_acked(pub, bad)
+    diag = _diagnostics_until(client, lambda d: int(d.get("scale_rejected_reference_bad_input", "0")) >= 1)
     assert int(diag["skipped_no_scale_fit"]) >= 1 and int(diag["scale_rejected_reference_bad_input"]) == 1
     assert diag["scale_status"].startswith("no fit yet")
 
@@ -386,13 +387,13 @@ def test_tum_relative_oracle_gets_metric_scale_from_sparse_depth_and_holds_it(
         stamp = base + k * FRAME_S
         reference_present = k < 6 or k >= 17  # a 1.1 s dropout; frame 5's reference is stale from frame 8 on
         if reference_present:
-            pub.publish(depth_msg(sparse_reference(truth, 0.01, seed=k), "16UC1", stamp))
-            client.spin(0.05)
+            client.publish_acked(pub, depth_msg(sparse_reference(truth, 0.01, seed=k), "16UC1", stamp))
         out = client.send(image, info, stamp, wanted=("depth",))
         assert out.depth is not None
         depths.append(depth_32fc1(out.depth))
-        if k in (10, 16):
-            ages[k] = float(client.latest_diagnostics()["scale_fit_age_s"])
+        if k in (10, 16):  # the first report that counts this frame (one in flight may predate it)
+            ages[k] = float(_diagnostics_until(client, lambda d, n=k + 1: int(d["frames_published"]) == n)
+                            ["scale_fit_age_s"])
         rel, coverage = absrel(depths[-1], truth)
         assert rel < 0.02, f"frame {k}: AbsRel {rel:.4f}"
         assert coverage > 0.99
@@ -420,12 +421,11 @@ def test_d435_half_resolution_32fc1_reference(depth_node: StartNode, tmp_path: P
     truth = (d435_ground_truth_mm().astype(np.float64) / 1000.0).astype(np.float32)
     model = save_oracle(tmp_path, relative_oracle(truth, seed=1), make_contract("relative_disparity", 480, 640),
                         (480, 640), name="d435_relative.onnx")
-    _, client = depth_node({"model": str(model), "scale_source": "depth", **RANGE})
-    pub = _reference_publisher(client, "reference_depth", Image)
+    _, client = depth_node({"model": str(model), "scale_source": "depth", **RANGE}, inputs={"reference_depth": Image})
+    pub = client.pubs["reference_depth"]
     half = sparse_reference(truth[::2, ::2], 0.01, seed=7)
     stamp = 361_000_000_000
-    pub.publish(depth_msg(half, "32FC1", stamp, frame_id="0"))
-    client.spin(0.05)
+    client.publish_acked(pub, depth_msg(half, "32FC1", stamp, frame_id="0"))
     out = client.send(image, info, stamp, wanted=("depth",))
     assert out.depth is not None
     rel, coverage = absrel(depth_32fc1(out.depth), truth)
@@ -438,8 +438,9 @@ def test_tum_points_reference_through_the_lens(depth_node: StartNode, tmp_path: 
     rgb, truth = tum_ground_truth()
     model = save_oracle(tmp_path, relative_oracle(truth, seed=2), make_contract("relative_disparity", 480, 640),
                         (480, 640), name="tum_relative_points.onnx")
-    _, client = depth_node({"model": str(model), "scale_source": "points", **RANGE})
-    pub = _reference_publisher(client, "reference_points", PointCloud2)
+    _, client = depth_node({"model": str(model), "scale_source": "points", **RANGE},
+                           inputs={"reference_points": PointCloud2})
+    pub = client.pubs["reference_points"]
     sparse = sparse_reference(truth, 0.01, seed=11)
     rows, cols = np.nonzero(np.isfinite(sparse))
     rays = tum_rays(np.stack([cols, rows], axis=1).astype(np.float64))
@@ -447,8 +448,7 @@ def test_tum_points_reference_through_the_lens(depth_node: StartNode, tmp_path: 
     xyz = np.stack([rays[:, 0] * z, rays[:, 1] * z, z], axis=1)
     info = make_camera_info(640, 480, TUM_FX, TUM_FY, TUM_CX, TUM_CY, d=list(TUM_D), frame_id="kinect")
     stamp = 1_311_868_165_000_000_000
-    pub.publish(cloud_msg(xyz, stamp, "kinect"))
-    client.spin(0.05)
+    client.publish_acked(pub, cloud_msg(xyz, stamp, "kinect"))
     out = client.send(rgb_image(rgb, frame_id="kinect"), info, stamp, wanted=("depth",))
     assert out.depth is not None
     rel, coverage = absrel(depth_32fc1(out.depth), truth)

@@ -10,10 +10,10 @@ recorded to a bag, carry exactly the input frames' stamps.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import rclpy
 from rclpy.node import Node
-from ros_harness import Client, NodeProcess, node_env, start_node
+from ros_harness import RUN_DIR, Client, NodeProcess, node_env, start_node
 from std_srvs.srv import Trigger
 
 from depth_ros.bagio import read_raw
@@ -35,8 +35,11 @@ PLAYER_SERVICES = "/depth_ros_bag_play"
 PERIOD_S = 0.1  # the bag's frame period: 10 Hz in bag time
 
 
+_logs = itertools.count()
+
+
 def cli(*args: str, log_name: str) -> tuple[subprocess.Popen, Path]:
-    log = Path(tempfile.mkstemp(prefix=f"{log_name}_", suffix=".log")[1])
+    log = RUN_DIR / f"{log_name}_{next(_logs)}.log"  # removed with the run's directory
     env = node_env()
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "depth_ros.cli", *args], env=env, cwd=REPO,
