@@ -217,9 +217,17 @@ def delivery_entry(result: E2EResult) -> dict[str, Any]:
         "node_received": int(diag.get("frames_received", 0)),
         "node_latency_ms": node_latency,  # the node's own stages over the run (/diagnostics, last 200 frames)
         "slow_stopped_at_frame": result.slow_stopped_at_frame,
+        # [seconds since the first frame, frames/s over the second before]: where a stall begins and ends
+        "node_output_rate_timeline": rate_timeline(result.node_published_timeline),
         "cpu_cores": result.cpu_cores,  # while streaming; "other" = load on the machine from outside the run
         "subscribers": subscribers,
     }
+
+
+def rate_timeline(timeline: list[list[float]]) -> list[list[float]]:
+    """Frames published per second between consecutive /diagnostics messages, from [t, frames_published]."""
+    return [[round(t1, 1), round((n1 - n0) / (t1 - t0), 1)]
+            for (t0, n0), (t1, n1) in zip(timeline, timeline[1:]) if t1 > 0 and t1 > t0]
 
 
 def compare_to_baseline(baseline: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +255,9 @@ def _print_delivery(key: str, entry: dict[str, Any]) -> None:
           f"(node's own {entry['node_output_rate_diag_hz']:.1f} Hz)"
           + (f", slow subscriber SIGSTOPped at frame {entry['slow_stopped_at_frame']}"
              if entry["slow_stopped_at_frame"] is not None else ""))
+    timeline = entry["node_output_rate_timeline"]
+    if timeline:
+        print("  node output per second: " + " ".join(f"{t:.0f}s {hz:.0f}" for t, hz in timeline))
     cpu = entry["cpu_cores"]
     if cpu:
         print("  CPU cores while streaming: " + ", ".join(f"{name} {cores:.2f}" for name, cores in cpu.items()))
