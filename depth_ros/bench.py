@@ -227,7 +227,7 @@ def delivery_entry(result: E2EResult) -> dict[str, Any]:
 def rate_timeline(timeline: list[list[float]]) -> list[list[float]]:
     """Frames published per second between consecutive /diagnostics messages, from [t, frames_published]."""
     return [[round(t1, 1), round((n1 - n0) / (t1 - t0), 1)]
-            for (t0, n0), (t1, n1) in zip(timeline, timeline[1:]) if t1 > 0 and t1 > t0]
+            for (t0, n0), (t1, n1) in zip(timeline, timeline[1:], strict=False) if t1 > 0 and t1 > t0]
 
 
 def compare_to_baseline(baseline: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:

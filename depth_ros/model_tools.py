@@ -64,15 +64,44 @@ def _profile(args: argparse.Namespace) -> tuple[tuple[int, int], tuple[int, int]
 
 
 def _cmd_build_engine(args: argparse.Namespace) -> int:
-    from depth_ros.backends.tensorrt_backend import DEFAULT_CACHE_DIR, BuildSettings, ensure_engine, probe
+    from depth_ros.backends.tensorrt_backend import (
+        BuildSettings,
+        EngineBuilder,
+        default_cache_dir,
+        nchw_profile,
+        probe,
+    )
 
     reason = probe()
     if reason is not None:
         raise RuntimeError(f"cannot build a TensorRT engine here: {reason}")
-    cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     timing = Path(args.timing_cache) if args.timing_cache else cache_dir / "timing.cache"
-    settings = BuildSettings(args.precision, _profile(args), timing)
-    print(f"engine: {ensure_engine(Path(args.model), settings, cache_dir)}")
+    profile = _profile(args)
+    builder = EngineBuilder(Path(args.model), BuildSettings(args.precision, None, timing), cache_dir)
+    if not builder.signature.dynamic:
+        if profile is not None or args.camera is not None:
+            print(f"{args.model} has a fixed input {builder.signature.static_shape()}: --min/--opt/--max and "
+                  "--camera do not apply")
+        key, engine = builder.ensure()
+    else:
+        if args.camera is not None:  # the size the node plans for this camera: the node finds this engine
+            if profile is not None:
+                raise ValueError("give either --camera or --min/--opt/--max")
+            from depth_ros.preprocess import plan_input
+
+            width, height = args.camera
+            geometry = plan_input(height, width, builder.contract.input, None)
+            size = (geometry.net_height, geometry.net_width)
+            profile = (size, size, size)
+        if profile is None:
+            raise ValueError(f"{args.model} has a dynamic input {builder.signature.input_dims}: give --camera WxH "
+                             "(the size the node will use for that camera) or --min/--opt/--max")
+        nchw_profile(builder.signature, profile)  # min <= opt <= max, before anything is built
+        builder.settings = BuildSettings(args.precision, profile, timing)
+        key, engine = builder.ensure()  # exactly this range (not a narrower cached one)
+    print(f"engine: {engine}\ninput: {key.input_shape}\nprecision: {key.precision} ({key.typing}), TensorRT "
+          f"{key.tensorrt_version} on {key.gpu_name}")
     return 0
 
 
@@ -135,10 +164,14 @@ def add_model_tool_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-engine", help="ONNX -> cached TensorRT engine for this GPU (FP16 by default)")
     p.add_argument("model", help="the .onnx file")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
-    p.add_argument("--cache-dir", help="engine cache directory (default ~/.cache/depth_ros/engines)")
+    p.add_argument("--cache-dir", help="engine cache directory (default $DEPTH_ROS_ENGINE_CACHE or "
+                   "~/.cache/depth_ros/engines; the node's engine_cache_dir)")
     p.add_argument("--timing-cache", help="timing cache file (default: timing.cache in the cache directory)")
+    p.add_argument("--camera", type=_size, metavar="WxH", help="dynamic inputs: build for the network input size "
+                   "the node picks for this camera resolution (the engine the node then finds)")
     for name in ("min", "opt", "max"):
-        p.add_argument(f"--{name}", type=_size, metavar="WxH", help=f"dynamic inputs: the profile's {name} size")
+        p.add_argument(f"--{name}", type=_size, metavar="WxH", help=f"dynamic inputs: the profile's {name} size "
+                       "(network input, WIDTHxHEIGHT)")
     p.set_defaults(func=_cmd_build_engine)
 
     p = sub.add_parser("verify", help="run a model through every backend available here: difference and latency")

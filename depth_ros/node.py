@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -42,6 +43,7 @@ except ImportError:  # Humble
     from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks  # type: ignore[no-redef]
 
 from depth_ros.backends import ModelLoadError
+from depth_ros.backends.check import BackendChecker, BackendCheckError
 from depth_ros.camera import CameraInfoError
 from depth_ros.contract import ContractError
 from depth_ros.dds import PROFILE as LARGE_DATA_PROFILE
@@ -131,6 +133,8 @@ class DepthNode(LifecycleNode):
         self.qos_events: Counter[str] = Counter()
         self._last_qos_problem = ""
         self._estimator: DepthEstimator | None = None
+        self._checker: BackendChecker | None = None
+        self._backend_fallback = ""
         self._processor: FrameProcessor | None = None
         self._scale: ScaleRecoverer | None = None
         self._navigation: NavigationOutputs | None = None
@@ -252,8 +256,11 @@ class DepthNode(LifecycleNode):
 
     def _configure(self) -> None:
         model_path = resolve_model_path(self._values["model"])
+        self._backend_fallback = ""
         try:
-            estimator = DepthEstimator.from_path(model_path, self._values["backend"], backend_options(self._values))
+            estimator = DepthEstimator.from_path(model_path, self._values["backend"], backend_options(self._values),
+                                                 warn=self._on_backend_fallback)
+            self._checker = self._backend_checker(estimator, model_path)
         except (ModelLoadError, ContractError) as exc:
             raise ConfigurationError(str(exc)) from exc
         self._model_path = model_path
@@ -286,6 +293,28 @@ class DepthNode(LifecycleNode):
             f"{contract.input.width}x{contract.input.height} {contract.input.resize}) on "
             f"{estimator.backend.name}/{estimator.backend.device}"
         )
+
+    def _on_backend_fallback(self, message: str) -> None:
+        self._backend_fallback = message
+        self.get_logger().warning(message)
+
+    def _backend_checker(self, estimator: DepthEstimator, model_path: Path) -> BackendChecker | None:
+        """The startup correctness check (parameter backend_check): run now when the backend's input size is
+        fixed, else on the first frame's network input size (a dynamic model's engine is built for it)."""
+        backend = estimator.backend
+        if backend.name == "onnxruntime":
+            return None  # it is the reference
+        logger = self.get_logger()
+        checker = BackendChecker(backend, model_path, estimator.contract.input, self._values["backend_check"],
+                                 self._values["backend_check_tolerance"], self._values["backend_check_max_error"],
+                                 warn=logger.warning, info=logger.info)
+        if checker.policy == "off":
+            logger.warning(f"backend_check is off: backend {backend.name!r} is trusted without a comparison")
+            return checker
+        estimator.input_check = checker
+        if backend.fixed_input_size is not None:
+            checker(backend.fixed_input_size)  # a BackendCheckError fails configure
+        return checker
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self._processor is not None
@@ -364,6 +393,7 @@ class DepthNode(LifecycleNode):
         self._processor = None
         self._scale = None
         self._estimator = None
+        self._checker = None
         gc.collect()  # the backend's session/engine goes now, not at some later collection
         self.state = UNCONFIGURED
 
@@ -460,6 +490,9 @@ class DepthNode(LifecycleNode):
         except FrameSkipped as skipped:
             self._problem(skipped.reason, skipped.message, level=skipped.level)
             return
+        except BackendCheckError as exc:  # a dynamic model's first size failed the check: never publish its depth
+            self._problem("backend_check_failed", str(exc))
+            return
         except NoScaleFit as exc:  # relative depth without a metric scale is never published
             self._problem("no_scale_fit", str(exc), level="warn")
             return
@@ -493,6 +526,8 @@ class DepthNode(LifecycleNode):
             ("model", contract.name), ("model_path", str(self._model_path)),
             ("output_kind", contract.output_kind), ("backend", estimator.backend.name),
             ("device", estimator.backend.device),
+            ("backend_check", self._checker.status if self._checker is not None
+             else "not needed (onnxruntime is the reference)"),
             ("network_input", f"{contract.input.width}x{contract.input.height} {contract.input.resize}"),
             ("lifecycle_state", self.state),
             ("frame_in_flight", "true" if self._in_flight else "false"),
@@ -505,6 +540,11 @@ class DepthNode(LifecycleNode):
         ]
         if self._last_qos_problem:
             pairs.append(("qos_last_incompatible", self._last_qos_problem))
+        if self._backend_fallback:
+            pairs.append(("backend_fallback", self._backend_fallback))
+        precision = getattr(estimator.backend, "precision", None)
+        if precision is not None:
+            pairs.append(("engine_precision", str(precision)))
         status.values = [KeyValue(key=k, value=v) for k, v in pairs]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

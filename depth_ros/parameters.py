@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_ros.backends import ENGINE_PRECISIONS, BackendOptions, backend_names
+from depth_ros.backends.check import CHECK_POLICIES
 from depth_ros.colorize import COLORMAPS
 from depth_ros.pipeline import PipelineSettings
 from depth_ros.scale_recovery import SOURCES as SCALE_SOURCES
@@ -42,6 +43,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "$DEPTH_ROS_ENGINE_CACHE or ~/.cache/depth_ros/engines", read_only=True),
     ParamSpec("engine_precision", "fp16", "backend tensorrt: precision the engine is built at (fp16 keeps "
               "normalisation layers in FP32)", choices=ENGINE_PRECISIONS, read_only=True),
+    ParamSpec("backend_check", "rebuild", "startup correctness check of a backend other than ONNX Runtime: two "
+              "probe images through it and through ONNX Runtime on the CPU (same model); above the tolerances "
+              "'rebuild' rebuilds an FP16 TensorRT engine at FP32 and checks again (then fails), 'fail' fails, "
+              "'warn' logs and runs it anyway, 'off' skips the check", choices=CHECK_POLICIES, read_only=True),
+    ParamSpec("backend_check_tolerance", 0.02, "backend_check: the largest median relative error of the "
+              "prediction accepted (0.02 = 2 %; FP16 engines typically give 0.1-0.5 %)", range=(1e-6, 1.0),
+              read_only=True),
+    ParamSpec("backend_check_max_error", 0.25, "backend_check: the largest per-pixel relative error accepted",
+              range=(1e-6, 100.0), read_only=True),
     ParamSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' "
               "subscribes sensor_msgs/CompressedImage on 'image/compressed'", choices=("raw", "compressed"),
               read_only=True),

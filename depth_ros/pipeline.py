@@ -122,6 +122,9 @@ class DepthEstimator:
         self.settings = settings or PipelineSettings()
         self._geometry_cache: dict[tuple[int, int], InputGeometry] = {}
         self.scale_hook: ScaleHook | None = None  # online scale recovery (the node sets it once)
+        # Called with each new network input size (height, width) before the first frame at that size runs:
+        # the startup correctness check (depth_ros.backends.check.BackendChecker); it may raise.
+        self.input_check: Callable[[tuple[int, int]], None] | None = None
         if device_pipeline is None:
             device_pipeline = offers_device_inference(backend)
         elif device_pipeline and not offers_device_inference(backend):
@@ -136,8 +139,9 @@ class DepthEstimator:
 
     @classmethod
     def from_path(cls, model_path: str | Path, backend: str = "auto", options: BackendOptions | None = None,
-                  settings: PipelineSettings | None = None) -> DepthEstimator:
-        runtime = create_backend(model_path, backend, options)
+                  settings: PipelineSettings | None = None, warn: Callable[[str], None] | None = None
+                  ) -> DepthEstimator:
+        runtime = create_backend(model_path, backend, options, **({"warn": warn} if warn else {}))
         contract = read_contract_from_onnx_metadata(runtime.metadata(), str(model_path))
         return cls(runtime, contract, settings)
 
@@ -151,6 +155,8 @@ class DepthEstimator:
         geometry = self._geometry_cache.get(key)
         if geometry is None:
             geometry = plan_input(height, width, self.contract.input, self.backend.fixed_input_size)
+            if self.input_check is not None:
+                self.input_check((geometry.net_height, geometry.net_width))
             self._geometry_cache = {key: geometry}  # cameras rarely change size: keep one
         return geometry
 

@@ -78,8 +78,8 @@ def node_overrides(values: Mapping[str, str]) -> tuple[list[dict[str, str | bool
 
     Parameter overrides: a list holding one dict of the parameter arguments that were given
     (non-blank), or an empty list when none were (the params file alone decides); `navigation`
-    becomes the boolean parameter navigation_outputs, `autostart` the boolean parameter autostart. Remappings: ('image', target) and
-    ('camera_info', target) for each non-blank target.
+    becomes the boolean parameter navigation_outputs, `autostart` the boolean parameter autostart.
+    Remappings: ('image', target) and ('camera_info', target) for each non-blank target.
     """
     given: dict[str, str | bool] = {name: values[name].strip() for name in PARAMETER_ARGUMENTS
                                     if values.get(name, "").strip()}

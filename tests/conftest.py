@@ -11,12 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ros_harness import CLIENT_DDS_ENV, Client, NodeProcess, start_node  # noqa: E402
+from ros_harness import CLIENT_DDS_ENV, RUN_DIR, Client, NodeProcess, start_node  # noqa: E402
 
 from depth_ros.dds import release_domain_id, reserve_domain_id  # noqa: E402
 
 # Every process of the suite (this one and the nodes it starts) keeps DDS on localhost, in this run's domain.
 os.environ.update(CLIENT_DDS_ENV)
+# Nothing the suite builds lands in the user's ~/.cache: TensorRT engines go to this run's directory.
+os.environ["DEPTH_ROS_ENGINE_CACHE"] = str(RUN_DIR / "engines")
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +52,8 @@ def depth_node(ros_context: object) -> Iterator[Callable[..., tuple[NodeProcess,
         its outputs arrive). inputs: more input topics the client publishes on (`Client.pubs[name]`, e.g.
         {"reference_depth": Image}). Other keywords go to `start_node` (params_file, remaps, executable)."""
         params = dict(params or {})
+        # The oracle tests' exact values are ONNX Runtime's: 'auto' would pick TensorRT where it is installed.
+        params.setdefault("backend", "onnxruntime")
         if reliable:
             params.setdefault("input_qos_reliability", "reliable")
         if compressed:

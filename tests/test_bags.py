@@ -119,7 +119,8 @@ def test_camera_pairing_and_output_naming_rules() -> None:
 def test_ros1_and_ros2_d435_bags_give_identical_outputs_matching_ground_truth(oracle: Path, tmp_path: Path) -> None:
     results = {}
     for name, bag in (("ros1", ROS1_BAG), ("ros2", ROS2_BAG)):
-        result = process_bag(bag, tmp_path / name, overrides=[f"model:={oracle}", *RANGE], progress=False,
+        result = process_bag(bag, tmp_path / name, overrides=[f"model:={oracle}", "backend:=onnxruntime", *RANGE],
+                             progress=False,
                              log=lambda line: None)
         assert [(c.image, c.info, c.processed) for c in result.cameras] == [(IMAGE_TOPIC, INFO_TOPIC, 1)]
         results[name] = by_topic(tmp_path / name)
@@ -166,7 +167,8 @@ def test_written_bag_round_trips_through_rosbags(oracle: Path, tmp_path: Path) -
     from rosbags.typesys import Stores, get_typestore
 
     out = tmp_path / "out"
-    process_bag(ROS2_BAG, out, overrides=[f"model:={oracle}", *RANGE], progress=False, log=lambda line: None)
+    process_bag(ROS2_BAG, out, overrides=[f"model:={oracle}", "backend:=onnxruntime", *RANGE], progress=False,
+                log=lambda line: None)
     assert sorted(p.name for p in out.iterdir()) == ["metadata.yaml", "out.mcap"]
     assert not list(tmp_path.glob("*.partial-*"))
     with AnyReader([out], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:

@@ -248,7 +248,7 @@ def test_embedded_default_student_matches_its_model_card(tmp_path: Path) -> None
 
     path = resolve_model_path("default")
     assert path.stat().st_size <= 20e6
-    assert DepthEstimator.from_path(path).contract.output_kind == "canonical_inverse_depth"
+    assert DepthEstimator.from_path(path, "onnxruntime").contract.output_kind == "canonical_inverse_depth"
     out = tmp_path / "tum"
     assert cli_main(["eval", "--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2", "--model",
                      "default", "--align", "median", "--out", str(out), "--max-error-maps", "0"]) == 0

@@ -260,9 +260,9 @@ def test_validate_engine_cache_dir(tmp_path: Path) -> None:
     assert reason is not None and "'engine_cache_dir'" in reason and "blanks" in reason
 
 
-def test_backend_options_carry_the_engine_settings(tmp_path: Path) -> None:
+def test_backend_options_carry_the_engine_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from depth_ros.backends import BackendOptions
-    from depth_ros.backends.tensorrt_backend import DEFAULT_CACHE_DIR, engine_cache_dir
+    from depth_ros.backends.tensorrt_backend import engine_cache_dir
     from depth_ros.parameters import backend_options
 
     options = backend_options(defaults() | {"engine_cache_dir": "~/engines", "engine_precision": "fp32",
@@ -270,5 +270,9 @@ def test_backend_options_carry_the_engine_settings(tmp_path: Path) -> None:
     assert options == BackendOptions(num_threads=3, device="cuda", engine_cache_dir="~/engines",
                                      engine_precision="fp32")
     assert engine_cache_dir(options) == Path("~/engines").expanduser()
-    assert engine_cache_dir(backend_options(defaults())) == DEFAULT_CACHE_DIR
+    # '' is $DEPTH_ROS_ENGINE_CACHE, read when the backend is made (the suite points it into its own tmp dir)
+    monkeypatch.setenv("DEPTH_ROS_ENGINE_CACHE", str(tmp_path / "cache"))
+    assert engine_cache_dir(backend_options(defaults())) == tmp_path / "cache"
+    monkeypatch.delenv("DEPTH_ROS_ENGINE_CACHE")
+    assert engine_cache_dir(backend_options(defaults())) == Path("~/.cache/depth_ros/engines").expanduser()
     assert backend_options(defaults()) == BackendOptions()

@@ -45,7 +45,7 @@ def estimator(tmp_path: Path, output: np.ndarray, kind: str, input_size: tuple[i
     size = contract_size or input_size or output.shape
     contract = make_contract(kind, size[0], size[1], resize, **extra)
     path = save_oracle(tmp_path, output, contract, input_size)
-    return DepthEstimator.from_path(path, settings=settings)
+    return DepthEstimator.from_path(path, "onnxruntime", settings=settings)
 
 
 # ----------------------------------------------------------------------------- planes through ONNX Runtime
@@ -103,7 +103,7 @@ def test_dynamic_input_keep_aspect_multiple_of_14(tmp_path: Path) -> None:
                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "multiple_of": 14},
     })
     path = save_oracle(tmp_path, np.full((37, 49), 1.5, np.float32), contract, None)
-    est = DepthEstimator.from_path(path)
+    est = DepthEstimator.from_path(path, "onnxruntime")
     assert est.backend.fixed_input_size is None
     g = est.geometry(H, W)
     assert (g.net_height, g.net_width, g.top, g.left) == (518, 686, 0, 0)  # 640*518/480 = 690.67 -> 49*14
@@ -193,7 +193,7 @@ def test_model_without_contract(tmp_path: Path) -> None:
             model.metadata_props.remove(prop)
     onnx.save(model, str(path))
     with pytest.raises(ContractError, match="carries no depth_ros contract.*depth-ros contract"):
-        DepthEstimator.from_path(path)
+        DepthEstimator.from_path(path, "onnxruntime")
 
 
 # ----------------------------------------------------------------------------- backends
@@ -223,10 +223,10 @@ def test_corrupt_model_file(tmp_path: Path) -> None:
         assert "onnxruntime could not load" in str(info.value) and str(path) in str(info.value)
 
 
-def test_auto_picks_onnxruntime(tmp_path: Path) -> None:
+def test_onnxruntime_runs_an_oracle(tmp_path: Path) -> None:
     contract = make_contract("metric_depth", 6, 8)
     path = save_oracle(tmp_path, np.full((6, 8), 3.0, np.float32), contract, (6, 8))
-    backend = create_backend(path, "auto", BackendOptions(num_threads=1))
+    backend = create_backend(path, "onnxruntime", BackendOptions(num_threads=1))
     assert backend.name == "onnxruntime"
     assert backend.device == ("cuda" if HAS_CUDA else "cpu")
     assert backend.fixed_input_size == (6, 8)
@@ -238,7 +238,7 @@ def test_auto_picks_onnxruntime(tmp_path: Path) -> None:
 
 def test_dynamic_input_has_no_fixed_size(tmp_path: Path) -> None:
     path = save_oracle(tmp_path, np.ones((3, 3), np.float32), make_contract("metric_depth", 3, 3), None)
-    assert create_backend(path).fixed_input_size is None
+    assert create_backend(path, "onnxruntime").fixed_input_size is None
 
 
 def test_unknown_backend(tmp_path: Path) -> None:
@@ -281,10 +281,10 @@ def _identity_model(path: Path, elem_type: int, shape: list[int]) -> Path:
 def test_non_float_input_rejected(tmp_path: Path) -> None:
     path = _identity_model(tmp_path / "int.onnx", TensorProto.INT64, [1, 3, 4, 4])
     with pytest.raises(ModelLoadError, match="expected float32"):
-        create_backend(path)
+        create_backend(path, "onnxruntime")
 
 
 def test_non_nchw_input_rejected(tmp_path: Path) -> None:
     path = _identity_model(tmp_path / "rank3.onnx", TensorProto.FLOAT, [3, 4, 4])
     with pytest.raises(ModelLoadError, match="expected NCHW"):
-        create_backend(path)
+        create_backend(path, "onnxruntime")

@@ -316,7 +316,7 @@ def test_metric_model_is_refined_by_scale_only_through_the_estimator(tmp_path: P
     rgb, truth = tum_ground_truth()
     model = save_oracle(tmp_path, np.where(truth > 0, 1.25 * truth, 0).astype(np.float32),
                         make_contract("metric_depth", 480, 640), (480, 640), name="far.onnx")
-    estimator = DepthEstimator.from_path(model, settings=PipelineSettings(**RANGE))
+    estimator = DepthEstimator.from_path(model, "onnxruntime", settings=PipelineSettings(**RANGE))
     camera = CameraModel.from_camera_info(make_camera_info(640, 480, TUM_FX, TUM_FY, TUM_CX, TUM_CY))
     recoverer = ScaleRecoverer("depth", RecoverySettings(max_age_s=0.1))
     estimator.scale_hook = recoverer

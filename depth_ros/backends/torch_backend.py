@@ -53,10 +53,24 @@ class TorchBackend:
         self._model = model.to(self.device, self._dtype)
         encoder = {384: "vits", 768: "vitb", 1024: "vitl"}[model.config.vit.dim]
         contract = ModelContract.from_dict(model.contract_fields(encoder, 518, 518))
+        self._contract = contract
         self._metadata = {METADATA_KEY: contract.to_json()}
 
     def metadata(self) -> dict[str, str]:
         return dict(self._metadata)
+
+    def reference_onnx(self, size: tuple[int, int], workdir: Path) -> Path:
+        """This checkpoint exported to ONNX at ``size`` (height, width): what backend_check runs in ONNX Runtime."""
+        import copy
+
+        import torch
+
+        from depth_ros.export import export_onnx
+
+        path = workdir / "reference.onnx"
+        model = copy.deepcopy(self._model).to("cpu", torch.float32)
+        export_onnx(model, self._contract, path, size, simplify=False)
+        return path
 
     def infer(self, tensor: Any) -> np.ndarray:
         import torch
