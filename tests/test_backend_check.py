@@ -236,3 +236,26 @@ def test_auto_reports_every_failure_when_none_loads(failing_accelerator, tmp_pat
     text = str(info.value)
     assert "no backend could load" in text and "failing_accelerator: building the engine failed" in text
     assert "onnxruntime: onnxruntime could not load" in text and "torch: backend 'torch' runs checkpoints" in text
+
+
+# ----------------------------------------------------------------------------- through a live node
+
+
+def test_live_node_falls_back_to_torch_and_checks_it_on_the_first_frame(depth_node, checkpoint: Path) -> None:
+    """backend 'auto' with a checkpoint: ONNX Runtime cannot load it, the node says so and runs torch; the torch
+    backend has a dynamic input size, so its check runs on the first frame's network input (518x686 for 4:3)
+    and its result is in diagnostics before that frame's depth is published."""
+    from oracles import camera_info, rgb_image
+
+    process, client = depth_node({"model": str(checkpoint), "backend": "auto", "backend_check": "fail",
+                                  "num_threads": 2})
+    before = client.latest_diagnostics(timeout=20.0)
+    assert before["backend"] == "torch" and before["backend_check"].startswith("pending"), before
+    assert "onnxruntime could not load" in before["backend_fallback"], before
+    rgb = probe_images(96, 128)[0]
+    out = client.send(rgb_image(rgb), camera_info(128, 96, 100.0, 100.0, 63.5, 47.5), 10**9, wanted=("depth",),
+                      timeout=240.0)
+    assert out.depth.height == 96 and out.depth.width == 128
+    diag = client.latest_diagnostics(timeout=20.0)
+    assert diag["backend_check"].startswith("ok (median "), diag
+    assert "backend_check: backend 'torch' at input 518x686 agrees with ONNX Runtime" in process.output()
