@@ -19,6 +19,7 @@ from depth_ros.dds import release_domain_id, reserve_domain_id  # noqa: E402
 os.environ.update(CLIENT_DDS_ENV)
 # Nothing the suite builds lands in the user's ~/.cache: TensorRT engines go to this run's directory.
 os.environ["DEPTH_ROS_ENGINE_CACHE"] = str(RUN_DIR / "engines")
+os.environ.setdefault("ROS_LOG_DIR", str(RUN_DIR / "ros_log"))  # nor in ~/.ros/log
 
 
 @pytest.fixture(scope="session")

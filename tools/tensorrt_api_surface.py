@@ -19,6 +19,11 @@ Layout of the JSON::
                ...},
      "signatures": {"Builder.create_network": ["create_network(self: ..., flags: int = 0) -> ..."], ...}}
 
+Where only the bindings wheel installs (PyPI's tensorrt-cu12-libs fetches the libraries from NVIDIA's own
+index), ``import tensorrt`` still works with no-op stand-ins for the three libraries tensorrt.so links:
+nothing is called at import, so every name and docstring comes from the real bindings (each manifest's
+``produced_by.note`` says how it was made).
+
 Every list is sorted and every name is public (no leading underscore), so two runs against the same
 TensorRT give byte-identical files.
 """
