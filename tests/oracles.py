@@ -141,3 +141,21 @@ def lens_rays(u: np.ndarray, v: np.ndarray, fx: float, fy: float, cx: float, cy:
     error = max(float(np.max(np.abs(back_x - xd))) * fx, float(np.max(np.abs(back_y - yd))) * fy)
     assert error < 1e-9, f"{model} {list(d)}: ray inversion did not converge ({error:.2e} px)"
     return x, y
+
+
+def random_dav2_checkpoint(path: Path, seed: int = 1) -> Path:
+    """A random-weight Depth Anything V2 ViT-S in the official .pth key layout, for the torch backend.
+
+    N(0, 0.05) weights (as tests/test_depth_anything.py) leave the ReLU output at 0 everywhere; a final bias of
+    2 and a 40x final convolution give a disparity map of ~1.8..3.4 that follows the image, so depth is valid
+    everywhere (0.3..0.6 m) and differences between runtimes show."""
+    import torch
+
+    from depth_ros.nets.depth_anything_v2 import build
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(v.shape, generator=generator) * 0.05 for k, v in build("vits").state_dict().items()}
+    state["depth_head.scratch.output_conv2.2.bias"] = torch.full((1,), 2.0)
+    state["depth_head.scratch.output_conv2.2.weight"] *= 40.0
+    torch.save(state, path)
+    return path

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
+from oracles import random_dav2_checkpoint
 
 from depth_ros.backends import (
     BACKENDS,
@@ -39,17 +39,7 @@ SIZE = (182, 238)  # network input (height, width): a 4:3 camera at shorter side
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight Depth Anything V2 ViT-S (official .pth layout) whose disparity follows the image
-    (as tests/test_torch_pipeline.py: a final bias of 2 and a 40x final convolution)."""
-    from depth_ros.nets.depth_anything_v2 import build
-
-    generator = torch.Generator().manual_seed(3)
-    state = {k: torch.randn(v.shape, generator=generator) * 0.05 for k, v in build("vits").state_dict().items()}
-    state["depth_head.scratch.output_conv2.2.bias"] = torch.full((1,), 2.0)
-    state["depth_head.scratch.output_conv2.2.weight"] *= 40.0
-    path = tmp_path_factory.mktemp("check") / "dav2_vits_random.pth"
-    torch.save(state, path)
-    return path
+    return random_dav2_checkpoint(tmp_path_factory.mktemp("check") / "dav2_vits_random.pth", seed=3)
 
 
 @pytest.fixture(scope="module")
