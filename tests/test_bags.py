@@ -218,7 +218,7 @@ def test_two_cameras_sqlite3_compressed_each_with_its_own_camera_info(oracle: Pa
     out = tmp_path / "out"
     code, stdout, err = run_cli(["bag", "process", str(bag), str(out), "--image-topic", "/left/color/image_raw",
                                  "--image-topic", "/right/color/image_raw/compressed", "-p", f"model:={oracle}",
-                                 *[a for r in RANGE for a in ("-p", r)]], capsys)
+                                 "-p", "backend:=onnxruntime", *[a for r in RANGE for a in ("-p", r)]], capsys)
     assert code == 0, err
     assert "/left/color/image_raw: 1 frames, skipped 1 no_camera_info" in stdout
     written = by_topic(out)

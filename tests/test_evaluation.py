@@ -24,6 +24,11 @@ from depth_ros.evaluation import BOUNDARY_THRESHOLDS, align, boundary_f1, depth_
 LN2 = math.log(2.0)
 
 
+def eval_cli(args: list[str]) -> int:
+    """`depth-ros eval` on ONNX Runtime: the expected values are its (auto would pick TensorRT where installed)."""
+    return cli_main(["eval", "--backend", "onnxruntime", *args])
+
+
 def tum_truth(frame: int) -> np.ndarray:
     raw = cv2.imread(str(TUM / f"depth_{frame}.png"), cv2.IMREAD_UNCHANGED)
     return (raw.astype(np.float64) / 5000.0).astype(np.float32)  # 0 = no data
@@ -123,7 +128,7 @@ def test_eval_cli_on_tum_frames_with_metric_and_relative_oracles(tmp_path: Path,
     metric = save_oracle(tmp_path, truth, make_contract("metric_depth", 480, 640), (480, 640), name="metric.onnx")
     out = tmp_path / "metric"
     # TUM layout of data/tum_fr2_desk: rgb_N.png and depth_N.png in one folder, paired by N.
-    code = cli_main(["eval", "--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2",
+    code = eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2",
                      "--model", str(metric), "--out", str(out)])
     assert code == 0, capsys.readouterr()
     rows = {row["frame"]: row for row in _read_csv(out / "per_frame.csv")}
@@ -148,7 +153,7 @@ def test_eval_cli_on_tum_frames_with_metric_and_relative_oracles(tmp_path: Path,
     relative = save_oracle(tmp_path, disparity.astype(np.float32), make_contract("relative_disparity", 480, 640),
                            (480, 640), name="relative.onnx")
     out = tmp_path / "relative"
-    assert cli_main(["eval", "--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--rgb-pattern", "rgb_1*",
+    assert eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--rgb-pattern", "rgb_1*",
                      "--depth-pattern", "depth_1*", "--depth-scale", "5000", "--fx", str(TUM_FX), "--fy",
                      str(TUM_FY), "--cx", str(TUM_CX), "--cy", str(TUM_CY), "--model", str(relative),
                      "--out", str(out)]) == 0
@@ -192,30 +197,30 @@ def test_eval_cli_on_bags_with_a_model_and_on_a_processed_bag(tmp_path: Path) ->
             writer.write("/camera/depth", "sensor_msgs/msg/Image", stamp + 2, serialize_message(msg))
 
     out = tmp_path / "model"
-    assert cli_main(["eval", "--bag", str(bag), "--image-topic", "/cam/image", "--depth-topic", "/cam/depth_gt",
+    assert eval_cli(["--bag", str(bag), "--image-topic", "/cam/image", "--depth-topic", "/cam/depth_gt",
                      "--camera-info-topic", "/cam/camera_info", "--model", str(metric), "--out", str(out)]) == 0
     rows = _read_csv(out / "per_frame.csv")
     assert len(rows) == 3 and all(float(r["abs_rel"]) == 0.0 and float(r["delta1"]) == 1.0 for r in rows)
     assert [int(r["stamp_ns"]) for r in rows] == [s + 1_000_000 for s in stamps]
 
     out = tmp_path / "processed"
-    assert cli_main(["eval", "--processed-bag", str(bag), "--pred-topic", "/camera/depth", "--depth-topic",
+    assert eval_cli(["--processed-bag", str(bag), "--pred-topic", "/camera/depth", "--depth-topic",
                      "/cam/depth_gt", "--out", str(out)]) == 0
     rows = _read_csv(out / "per_frame.csv")
     assert float(rows[0]["abs_rel"]) == pytest.approx(0.1, rel=1e-5) and float(rows[0]["delta1"]) == 1.0
     assert float(rows[1]["abs_rel"]) == 0.0
     assert float(rows[2]["abs_rel"]) < 0.5e-3 / 0.5  # millimetre rounding only
     out = tmp_path / "processed_median"
-    assert cli_main(["eval", "--processed-bag", str(bag), "--depth-topic", "/cam/depth_gt", "--align", "median",
+    assert eval_cli(["--processed-bag", str(bag), "--depth-topic", "/cam/depth_gt", "--align", "median",
                      "--out", str(out)]) == 0
     assert float(_read_csv(out / "per_frame.csv")[0]["abs_rel"]) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_eval_cli_explains_missing_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert cli_main(["eval", "--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--model", "default",
+    assert eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--model", "default",
                      "--out", str(tmp_path)]) == 1
     assert "--depth-scale" in capsys.readouterr().err
-    assert cli_main(["eval", "--depth-dir", str(TUM), "--depth-scale", "5000", "--out", str(tmp_path)]) == 1
+    assert eval_cli(["--depth-dir", str(TUM), "--depth-scale", "5000", "--out", str(tmp_path)]) == 1
     assert "--model or --processed-bag" in capsys.readouterr().err
 
 
@@ -234,7 +239,7 @@ def test_eval_on_held_out_synthetic_frames(tmp_path: Path) -> None:
         c = frame.camera
         assert s.camera is not None and (s.camera.fx, s.camera.fy, s.camera.cx, s.camera.cy) == (c.fx, c.fy, c.cx, c.cy)
     out = tmp_path / "synthetic"
-    assert cli_main(["eval", "--synthetic", "2", "--synthetic-seed", "1234", "--synthetic-size", "128x96",
+    assert eval_cli(["--synthetic", "2", "--synthetic-seed", "1234", "--synthetic-size", "128x96",
                      "--model", "default", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 2 and math.isfinite(summary["metrics"]["abs_rel"]["mean"])
@@ -250,7 +255,7 @@ def test_embedded_default_student_matches_its_model_card(tmp_path: Path) -> None
     assert path.stat().st_size <= 20e6
     assert DepthEstimator.from_path(path, "onnxruntime").contract.output_kind == "canonical_inverse_depth"
     out = tmp_path / "tum"
-    assert cli_main(["eval", "--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2", "--model",
+    assert eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2", "--model",
                      "default", "--align", "median", "--out", str(out), "--max-error-maps", "0"]) == 0
     m = json.loads((out / "summary.json").read_text())["metrics"]
     assert m["abs_rel"]["mean"] == pytest.approx(0.285, abs=0.01)

@@ -157,7 +157,7 @@ def test_rgbd_bag_as_teacher_and_bag_images_with_a_model_teacher(tmp_path: Path,
                      "--depth-topic", "/cam/depth", "--camera-info-topic", "/cam/camera_info", *common]) == 0
     assert (tmp_path / "rgbd_run" / "last.pt").is_file()
     assert cli_main(["train", "--out", str(tmp_path / "teacher_run"), "--bag", str(bag), "--image-topic", "/cam/image",
-                     "--teacher", str(trained["onnx"]), *common]) == 0
+                     "--teacher", str(trained["onnx"]), "--teacher-backend", "onnxruntime", *common]) == 0
     assert len(list((tmp_path / "teacher_run" / "label_cache").glob("*.npz"))) == 1  # two equal frames, one label
 
 
