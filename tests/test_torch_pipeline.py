@@ -579,39 +579,3 @@ def test_gpu_estimate_with_the_torch_backend_matches_cpu(cuda, dav2_checkpoint) 
     assert gpu.points is not None
     assert_same_depth(gpu.points, depth_to_points(gpu.depth, gpu.camera, 1))
 
-
-@pytest.mark.gpu
-def test_gpu_tensorrt_estimator_matches_onnxruntime(tmp_path) -> None:
-    """TensorRT (FP32 engine built into engine_cache_dir through BackendOptions) on the torch device path vs
-    ONNX Runtime on the numpy path, same exported random-weight DA-V2 (4 blocks, metric head, 182x238)."""
-    from depth_ros.backends.tensorrt_backend import probe
-
-    reason = probe()
-    if reason is not None:
-        pytest.skip(f"TensorRT backend unavailable: {reason}")
-    from depth_ros.cli import main
-    from depth_ros.nets.depth_anything_v2 import build
-
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "metric.pth"
-    torch.save(build("vits", head="metric", max_depth=20.0, depth=4).state_dict(), checkpoint)
-    onnx_path = tmp_path / "dav2.onnx"
-    assert main(["export", str(checkpoint), "--depth", "4", "--head", "metric", "--max-depth", "20",
-                 "--camera", "640x480", "--short-side", "182", "--out", str(onnx_path)]) == 0
-    cache = tmp_path / "engines"
-    trt = DepthEstimator.from_path(onnx_path, "tensorrt",
-                                   BackendOptions(engine_cache_dir=str(cache), engine_precision="fp32"))
-    ort = DepthEstimator.from_path(onnx_path, "onnxruntime")
-    assert trt.uses_device_pipeline and not ort.uses_device_pipeline
-    assert len(list(cache.glob("*.engine"))) == 1 and (cache / "timing.cache").is_file()  # where the option says
-    rgb, cam = real_rgb(), camera()
-    trt.estimate(rgb, cam, points_stride=1)  # warm-up
-    frame = trt.estimate(rgb, cam, points_stride=1)
-    reference = ort.estimate(rgb, cam, points_stride=1)
-    print(f"\nTensorRT FP32 device path: { {k: round(v * 1e3, 2) for k, v in frame.timings.items()} } ms; "
-          f"ONNX Runtime CPU numpy path: { {k: round(v * 1e3, 2) for k, v in reference.timings.items()} } ms")
-    both = np.isfinite(frame.depth) & np.isfinite(reference.depth)
-    assert both.mean() > 0.99
-    assert np.abs(frame.depth[both] / reference.depth[both] - 1.0).max() < 2e-2
-    assert frame.points is not None
-    assert_same_depth(frame.points, depth_to_points(frame.depth, frame.camera, 1))

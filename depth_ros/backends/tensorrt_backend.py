@@ -91,7 +91,10 @@ def probe() -> str | None:
         import tensorrt
     except ImportError as exc:
         return f"tensorrt is not installed ({exc}); {INSTALL_HINT}"
-    reason = version_problem(str(getattr(tensorrt, "__version__", "0")))
+    version = getattr(tensorrt, "__version__", None)
+    if version is None:  # a namespace package without the bindings (tensorrt-stubs installs one)
+        return f"tensorrt is not installed (an empty 'tensorrt' package such as tensorrt-stubs is); {INSTALL_HINT}"
+    reason = version_problem(str(version))
     if reason is not None:
         return reason
     try:
