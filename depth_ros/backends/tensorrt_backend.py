@@ -517,6 +517,7 @@ class TensorRTBackend:
             result = runner.run(tensor, self._stream)
             if result.dtype != torch.float32:
                 result = result.float()  # FP16 output: the pipeline computes metres in FP32
+                result.record_stream(caller)  # made on this stream, used on the caller's: keep its memory till then
         caller.wait_stream(self._stream)
         return result
 
