@@ -41,8 +41,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("engine_cache_dir", "", "backend tensorrt: directory of the engine cache (engines keyed by GPU, "
               "TensorRT version, ONNX hash, input shape and precision; built on first use); '' = "
               "$DEPTH_ROS_ENGINE_CACHE or ~/.cache/depth_ros/engines", read_only=True),
-    ParamSpec("engine_precision", "fp16", "backend tensorrt: precision the engine is built at (fp16 keeps "
-              "normalisation layers in FP32)", choices=ENGINE_PRECISIONS, read_only=True),
+    ParamSpec("engine_precision", "fp16", "backend tensorrt: precision the engine is built at (fp16: mixed "
+              "precision from ModelOpt AutoCast, normalisation/softmax/reductions and I/O in FP32)",
+              choices=ENGINE_PRECISIONS, read_only=True),
     ParamSpec("backend_check", "rebuild", "startup correctness check of a backend other than ONNX Runtime: two "
               "probe images through it and through ONNX Runtime on the CPU (same model); above the tolerances "
               "'rebuild' rebuilds an FP16 TensorRT engine at FP32 and checks again (then fails), 'fail' fails, "

@@ -141,7 +141,7 @@ class DepthEstimator:
     def from_path(cls, model_path: str | Path, backend: str = "auto", options: BackendOptions | None = None,
                   settings: PipelineSettings | None = None, warn: Callable[[str], None] | None = None
                   ) -> DepthEstimator:
-        runtime = create_backend(model_path, backend, options, **({"warn": warn} if warn else {}))
+        runtime = create_backend(model_path, backend, options, warn)
         contract = read_contract_from_onnx_metadata(runtime.metadata(), str(model_path))
         return cls(runtime, contract, settings)
 

@@ -56,7 +56,7 @@ class BackendOptions:
     num_threads: int = 0  # 0 = the runtime's default (all cores)
     device: str = "auto"  # auto | cpu | cuda
     # TensorRT: where engines are cached ("" = $DEPTH_ROS_ENGINE_CACHE or ~/.cache/depth_ros/engines) and the
-    # precision they are built at (fp16 keeps normalisation layers in FP32; fp32 on request).
+    # precision they are built at (fp16: mixed precision via ModelOpt AutoCast; fp32 on request).
     engine_cache_dir: str = ""
     engine_precision: str = "fp16"
 
@@ -89,7 +89,7 @@ def _warn(message: str) -> None:
 
 def create_backend(
     model_path: str | Path, name: str = "auto", options: BackendOptions | None = None,
-    warn: Callable[[str], None] = _warn,
+    warn: Callable[[str], None] | None = None,
 ) -> InferenceBackend:
     """Load ``model_path`` with backend ``name``.
 
@@ -98,6 +98,7 @@ def create_backend(
     ``warn`` naming why. A backend given by name is strict: its failure is the error.
     """
     options = options or BackendOptions()
+    warn = warn or _warn
     path = Path(model_path)
     if not path.exists():
         raise ModelLoadError(

@@ -166,20 +166,20 @@ class BackendChecker:
                 self.status = f"ok after an FP32 rebuild ({again.numbers()}; FP16 had {result.numbers()})"
                 self.info(f"backend_check: {where} at FP32 agrees with ONNX Runtime ({again.numbers()})")
             else:
-                failure = self._failure(where, again, limits, "even at FP32")
+                failure = self._failure(f"{where} at FP32", again, limits)
         elif self.policy == "warn":
             self.status = f"FAILED, kept because backend_check is 'warn' ({result.numbers()})"
             self.warn(f"backend_check: {where} differs from ONNX Runtime on the CPU ({result.numbers()}; {limits}); "
                       "kept because backend_check is 'warn': its depth may be wrong")
         else:
-            failure = self._failure(where, result, limits, "")
+            failure = self._failure(where, result, limits)
         self._done[size] = failure
         if failure is not None:
             raise failure
 
-    def _failure(self, where: str, result: CheckResult, limits: str, qualifier: str) -> BackendCheckError:
+    def _failure(self, where: str, result: CheckResult, limits: str) -> BackendCheckError:
         self.status = f"FAILED ({result.numbers()})"
         return BackendCheckError(
-            f"backend_check: {where} differs from ONNX Runtime on the CPU {qualifier} ({result.numbers()}; "
-            f"{limits}). Its depth would be wrong: use backend 'onnxruntime', engine_precision 'fp32', or set "
-            "backend_check to 'warn' to run it anyway".replace("  ", " "))
+            f"backend_check: {where} differs from ONNX Runtime on the CPU ({result.numbers()}; {limits}). Its "
+            "depth would be wrong: use backend 'onnxruntime', engine_precision 'fp32', or set backend_check to "
+            "'warn' to run it anyway")

@@ -31,10 +31,8 @@ MODELOPT_INSTALL = ("pip install --no-deps nvidia-modelopt onnx-graphsurgeon pol
 
 def modelopt_version() -> str | None:
     """The installed ModelOpt version, or None."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - stdlib
-        return None
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("nvidia-modelopt")
     except PackageNotFoundError:

@@ -292,9 +292,9 @@ class EngineBuilder:
         self.signature = read_signature(onnx_path)
         # The contract is checked before anything is built: a model without one fails in seconds, not after a
         # minutes-long build, and nothing is written to the cache.
-        props = _metadata(onnx_path)
-        self.contract = read_contract_from_onnx_metadata(props, str(onnx_path))
-        self.contract_json = props[METADATA_KEY]
+        self.metadata = _metadata(onnx_path)
+        self.contract = read_contract_from_onnx_metadata(self.metadata, str(onnx_path))
+        self.contract_json = self.metadata[METADATA_KEY]
         typing_label(settings.precision)  # an unknown precision fails here too
         try:
             self.digest = model_sha256(onnx_path)
@@ -446,10 +446,10 @@ class TensorRTBackend:
             # The timing cache sits beside the engines, as with 'depth-ros build-engine' (same engine keys).
             settings = BuildSettings(options.engine_precision, None, cache_dir / "timing.cache")
         self.log = log
-        self._metadata = _metadata(path)
         self._cache_dir = cache_dir
         self._path = path
         self._builder = EngineBuilder(path, settings, cache_dir, log)
+        self._metadata = self._builder.metadata
         log(f"TensorRT {trt.__version__} on {self._builder.target.gpu_name} (compute "
             f"{self._builder.target.compute_capability}); {settings.precision} engines in {cache_dir}")
         self._stream = torch.cuda.Stream()
@@ -476,6 +476,9 @@ class TensorRTBackend:
         return dict(self._metadata)
 
     def _runner_for(self, shape: Shape | None) -> EngineRunner:
+        for runner in self._runners:  # per frame: the runner bound to this shape answers without parsing keys
+            if runner.shape == shape:
+                return runner
         for runner in self._runners:
             if shape is None or runner.key.covers(shape):
                 return runner
