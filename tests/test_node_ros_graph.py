@@ -336,6 +336,14 @@ def test_true_and_false_parse_from_yaml_and_the_command_line(tmp_path: Path) -> 
     result = run_node_to_exit({"input_rectified": True, "model": "/nonexistent/model.onnx"})
     assert result.returncode == 2 and "does not exist" in result.stderr, result.stderr
     assert "input_rectified true" in result.stdout + result.stderr
+    # Every boolean-looking parameter at once as `-p name:=true` (ROS types it bool): all accepted, the model decides.
+    from depth_ros.parameters import PARAMETERS, accepts_bool
+
+    booleans = {spec.name: True for spec in PARAMETERS if accepts_bool(spec)}
+    assert {"autostart", "input_rectified", "cloud_color", "focal_rescale", "navigation_outputs"} <= set(booleans)
+    result = run_node_to_exit({**booleans, "model": "/nonexistent/model.onnx"})
+    assert result.returncode == 2 and "model file /nonexistent/model.onnx does not exist" in result.stderr, \
+        result.stderr
     result = run_node_to_exit({"input_rectified": "maybe"})
     assert result.returncode == 2 and "input_rectified" in result.stderr and "maybe" in result.stderr
     result = run_node_to_exit({"qos_reliability": "reliable"})
