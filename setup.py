@@ -31,7 +31,7 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "depth_node = depth_ros.node:main",
+            "depth_node = depth_ros.ros.node:main",
             "depth-ros = depth_ros.cli:main",
         ],
     },

@@ -1,12 +1,17 @@
 """The depth pipeline: RGB image + camera model -> metric depth image (+ its camera model, + points).
 
-Two implementations of the same steps, chosen per backend:
-- numpy/cv2 (preprocess.py, metric.py, pointcloud.py): for backends that run on host arrays (ONNX
-  Runtime); the CPU-tuned path.
-- torch (torch_pipeline.py): for backends that offer ``infer_device`` (TensorRT always, the torch
-  backend): the image is uploaded once, resizing, inference, metric conversion and the point cloud
-  stay on the backend's device, and depth and points come back in one device->host copy.
-The node, the bag tools and the benchmarks all call this code.
+``DepthEstimator`` is the one model entry point: it owns a backend and its model contract, and runs each
+frame down one path, written once:
+
+    plan the network input -> preprocess -> infer -> postprocess -> metric -> points -> download
+
+Every step comes from an ``ArrayOps`` table (depth_ros.core.array_ops), chosen once per backend:
+- host (numpy/OpenCV: core.preprocess, core.metric, core.pointcloud) for backends that run on host arrays
+  (ONNX Runtime): the CPU-tuned path;
+- device (torch: core.torch_ops) for backends that offer ``infer_device`` (TensorRT always, the torch
+  backend): the image is uploaded once, resizing, inference, metric conversion and the point cloud stay on
+  the backend's device, and depth and points come back in one device->host copy.
+The node and the bag tools (through depth_ros.ros.frame_processor), eval and the benchmarks all call this.
 """
 
 from __future__ import annotations
@@ -15,19 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import numpy as np
 
-from depth_ros.backends import BackendOptions, DeviceInferenceBackend, InferenceBackend, create_backend
-from depth_ros.camera import CameraModel
-from depth_ros.contract import ModelContract, read_contract_from_onnx_metadata
-from depth_ros.metric import MetricContext, apply_depth_range, to_metric
-from depth_ros.pointcloud import depth_to_points
-from depth_ros.preprocess import InputGeometry, output_to_map, plan_input, postprocess, preprocess
-
-if TYPE_CHECKING:
-    from depth_ros.torch_pipeline import TorchPipeline
+from depth_ros.backends import BackendOptions, InferenceBackend, create_backend
+from depth_ros.core.array_ops import ArrayOps, host_ops
+from depth_ros.core.camera import CameraModel
+from depth_ros.core.contract import ModelContract, read_contract_from_onnx_metadata
+from depth_ros.core.metric import MetricContext
+from depth_ros.core.preprocess import InputGeometry, plan_input
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,10 @@ class DepthFrame:
     # The model's output resized to the depth image, before conversion. The device path leaves it None
     # and fetches it only when asked (prediction_map()): the node never needs it, so it is not copied.
     prediction: np.ndarray | None = None
-    # Organised x, y, z (ceil(h/stride), ceil(w/stride), 3) float32 of `depth` at `points_stride`, when
-    # estimate() was asked for points (pointcloud.depth_to_points' layout).
-    points: np.ndarray | None = None
+    # x, y, z of `depth` at `points_stride` (ceil(h/stride) x ceil(w/stride), float32), when estimate() was
+    # asked for points: three planes from the host path (what the cloud packer interleaves), one
+    # (h', w', 3) array from the device path (one download); codecs.fill_cloud_msg takes either.
+    points: Any = None
     points_stride: int = 1
     prediction_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
@@ -64,7 +67,7 @@ class DepthFrame:
         return self.prediction
 
 
-# Online scale recovery (depth_ros.scale_recovery): called with (map, kind, depth-image camera) where kind is
+# Online scale recovery (depth_ros.core.scale_recovery): called with (map, kind, depth-image camera) where kind is
 # 'disparity' (relative models: the raw map; return (s, t) with 1/D = s*d + t) or 'depth' (metric models: the
 # metric depth; return (s, _) to refine it to D / s). None keeps the settings' conversion.
 ScaleHook = Callable[[np.ndarray, str, CameraModel], "tuple[float, float] | None"]
@@ -77,33 +80,6 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
 def offers_device_inference(backend: object) -> bool:
     """Whether ``backend`` runs device tensors in -> device tensors out (``infer_device``)."""
     return callable(getattr(backend, "infer_device", None))
-
-
-@dataclass(frozen=True)
-class ArrayOps:
-    """The steps after inference for one array library, so estimate() is written once for both paths:
-    numpy/cv2 on the host (HOST_OPS) and torch on the backend's device (torch_pipeline)."""
-
-    postprocess: Callable[[Any, InputGeometry, int, int], Any]  # crop + resize to the depth image
-    to_metric: Callable[..., Any]  # (map, contract, ctx[, depth_range]) -> new depth array
-    apply_depth_range: Callable[[Any, float, float], Any]  # in place
-    scale: Callable[[Any, float], Any]  # depth *= float32(factor), in place
-    points: Callable[[Any, CameraModel, int], Any]  # organised x, y, z at a stride
-    to_host: Callable[[Any], np.ndarray]  # one array to numpy (a copy on a device)
-    download: Callable[[Any, Any], tuple[np.ndarray, np.ndarray | None]]  # depth (+ points): one copy
-    on_host: bool  # maps are numpy already: the prediction is kept as it is, not fetched on demand
-
-
-HOST_OPS = ArrayOps(
-    postprocess=postprocess,
-    to_metric=to_metric,
-    apply_depth_range=apply_depth_range,
-    scale=lambda depth, factor: np.multiply(depth, np.float32(factor), out=depth),
-    points=depth_to_points,
-    to_host=np.asarray,
-    download=lambda depth, points: (depth, points),
-    on_host=True,
-)
 
 
 class DepthEstimator:
@@ -129,13 +105,13 @@ class DepthEstimator:
             device_pipeline = offers_device_inference(backend)
         elif device_pipeline and not offers_device_inference(backend):
             raise ValueError(f"backend {backend.name!r} has no infer_device: it cannot run the torch pipeline")
-        self._torch: TorchPipeline | None = None
-        self._ops = HOST_OPS
+        self._ops: ArrayOps = host_ops(contract.input)
+        self._infer: Callable[[Any], Any] = backend.infer
         if device_pipeline:
-            from depth_ros import torch_pipeline as tpl  # torch is there: the backend runs on it
+            from depth_ros.core import torch_ops  # torch is there: the backend runs on it
 
-            self._torch = tpl.TorchPipeline(backend.device, contract.input)
-            self._ops = tpl.array_ops(self._torch)
+            self._ops = torch_ops.device_ops(torch_ops.TorchPipeline(backend.device, contract.input))
+            self._infer = backend.infer_device  # type: ignore[attr-defined]
 
     @classmethod
     def from_path(cls, model_path: str | Path, backend: str = "auto", options: BackendOptions | None = None,
@@ -148,7 +124,7 @@ class DepthEstimator:
     @property
     def uses_device_pipeline(self) -> bool:
         """True when frames run through the torch pipeline on the backend's device."""
-        return self._torch is not None
+        return not self._ops.on_host
 
     def geometry(self, height: int, width: int) -> InputGeometry:
         key = (height, width)
@@ -180,26 +156,20 @@ class DepthEstimator:
         )
 
     def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, InputGeometry, dict[str, float]]:
-        """Run the network: (raw 2-D output at network resolution, input geometry, timings)."""
-        if self._torch is not None:
-            return self._predict_device(rgb, self._torch)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        geometry = self.geometry(rgb.shape[0], rgb.shape[1])
-        tensor = preprocess(rgb, self.contract.input, geometry)
-        t1 = time.perf_counter()
-        raw = output_to_map(np.asarray(self.backend.infer(tensor)))
-        t2 = time.perf_counter()
-        timings["preprocess"] = t1 - t0
-        timings["inference"] = t2 - t1
-        return raw, geometry, timings
+        """Run the network: (raw 2-D output at network resolution on the host, input geometry, timings)."""
+        with self._ops.running():
+            prediction, geometry, timings = self._network_map(rgb)
+            t0 = time.perf_counter()
+            host = self._ops.to_host(prediction)  # from a device: a new array (TensorRT reuses its output buffer)
+            timings["inference"] += time.perf_counter() - t0
+        return host, geometry, timings
 
     def estimate(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None = None,
                  settings: PipelineSettings | None = None) -> DepthFrame:
         """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale.
 
-        ``points_stride``: also return the organised point cloud of the depth image at this stride
-        (``DepthFrame.points``); on the device path it comes back in the same transfer as the depth.
+        ``points_stride``: also return the point cloud of the depth image at this stride (``DepthFrame.points``);
+        on the device path it comes back in the same transfer as the depth.
         ``settings``: this frame's conversion settings (default: ``self.settings``, read once here, so a
         change made while the frame is in flight applies to the next frame and never half-way through).
         """
@@ -210,19 +180,29 @@ class DepthEstimator:
             )
         if points_stride is not None and (isinstance(points_stride, bool) or int(points_stride) < 1):
             raise ValueError(f"points_stride must be >= 1, got {points_stride!r}")
-        if self._torch is None:
-            raw, geometry, timings = self.predict(rgb)
-            return self._convert(raw, geometry, camera, points_stride, timings, settings)
-        import torch
+        with self._ops.running():
+            prediction, geometry, timings = self._network_map(rgb)
+            return self._metric_frame(prediction, geometry, camera, points_stride, timings, settings)
 
-        timings = {}
-        with torch.inference_mode():
-            raw, geometry = self._device_forward(rgb, self._torch, timings)
-            return self._convert(raw, geometry, camera, points_stride, timings, settings)
+    def _network_map(self, rgb: np.ndarray) -> tuple[Any, InputGeometry, dict[str, float]]:
+        """Plan the network input -> preprocess -> infer: (2-D output map at network resolution, geometry,
+        timings), the map as the ops' array (numpy, or a tensor on the backend's device)."""
+        ops = self._ops
+        t0 = time.perf_counter()
+        geometry = self.geometry(rgb.shape[0], rgb.shape[1])
+        tensor = ops.preprocess(rgb, geometry=geometry)
+        if ops.synchronize is not None:
+            ops.synchronize()
+        t1 = time.perf_counter()
+        prediction = ops.output_map(self._infer(tensor))
+        if ops.synchronize is not None:
+            ops.synchronize()
+        t2 = time.perf_counter()
+        return prediction, geometry, {"preprocess": t1 - t0, "inference": t2 - t1}
 
-    def _convert(self, raw: Any, geometry: InputGeometry, camera: CameraModel, points_stride: int | None,
-                 timings: dict[str, float], settings: PipelineSettings) -> DepthFrame:
-        """Network output map (numpy or device tensor, per self._ops) -> DepthFrame on the host.
+    def _metric_frame(self, raw: Any, geometry: InputGeometry, camera: CameraModel, points_stride: int | None,
+                      timings: dict[str, float], settings: PipelineSettings) -> DepthFrame:
+        """Postprocess -> metric -> points -> download: a network output map -> DepthFrame on the host.
 
         A scale hook works on numpy maps: on the device path the map it needs (the prediction of a relative
         model, the depth of a metric one) is copied to the host for it, an extra transfer that keeps online
@@ -260,36 +240,3 @@ class DepthEstimator:
         if host_prediction is None:
             frame.prediction_loader = lambda: ops.to_host(prediction)
         return frame
-
-    # ----------------------------------------------------------------- the torch (device) path
-
-    def _device_forward(self, rgb: np.ndarray, tp: TorchPipeline,
-                        timings: dict[str, float]) -> tuple[Any, InputGeometry]:
-        """Upload + preprocess + inference on the device: (2-D output map tensor, geometry)."""
-        from depth_ros.torch_pipeline import output_map
-
-        t0 = time.perf_counter()
-        geometry = self.geometry(rgb.shape[0], rgb.shape[1])
-        tensor = tp.preprocess(rgb, geometry)
-        tp.synchronize()  # stage timings measure the work, not the kernel launches
-        t1 = time.perf_counter()
-        raw = output_map(cast(DeviceInferenceBackend, self.backend).infer_device(tensor))
-        tp.synchronize()
-        t2 = time.perf_counter()
-        timings["preprocess"] = t1 - t0
-        timings["inference"] = t2 - t1
-        return raw, geometry
-
-    def _predict_device(self, rgb: np.ndarray, tp: TorchPipeline
-                        ) -> tuple[np.ndarray, InputGeometry, dict[str, float]]:
-        import torch
-
-        from depth_ros.torch_pipeline import to_host
-
-        timings: dict[str, float] = {}
-        with torch.inference_mode():
-            raw, geometry = self._device_forward(rgb, tp, timings)
-            t0 = time.perf_counter()
-            host = to_host(raw)  # a new host array: TensorRT's output buffer is reused next frame
-            timings["inference"] += time.perf_counter() - t0
-        return host, geometry, timings

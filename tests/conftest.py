@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ros_harness import CLIENT_DDS_ENV, RUN_DIR, Client, NodeProcess, start_node  # noqa: E402
 
-from depth_ros.dds import release_domain_id, reserve_domain_id  # noqa: E402
+from depth_ros.ros.dds import release_domain_id, reserve_domain_id  # noqa: E402
 
 # Every process of the suite (this one and the nodes it starts) keeps DDS on localhost, in this run's domain.
 os.environ.update(CLIENT_DDS_ENV)

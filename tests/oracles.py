@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from sensor_msgs.msg import CameraInfo, Image
 
-from depth_ros.contract import ModelContract
-from depth_ros.graph_models import map_model
+from depth_ros.backends.graph_models import map_model
+from depth_ros.core.contract import ModelContract
 
 IDENTITY_NORM = {"scale": 1.0 / 255.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
 
@@ -146,7 +146,7 @@ def lens_rays(u: np.ndarray, v: np.ndarray, fx: float, fy: float, cx: float, cy:
 def random_dav2_checkpoint(path: Path, seed: int = 1) -> Path:
     """A random-weight Depth Anything V2 ViT-S in the official .pth key layout, for the torch backend.
 
-    N(0, 0.05) weights (as tests/test_depth_anything.py) leave the ReLU output at 0 everywhere; a final bias of
+    N(0, 0.05) weights (as tests/learning/test_depth_anything.py) leave the ReLU output at 0 everywhere; a final bias of
     2 and a 40x final convolution give a disparity map of ~1.8..3.4 that follows the image, so depth is valid
     everywhere (0.3..0.6 m) and differences between runtimes show."""
     import torch

@@ -1,6 +1,6 @@
 """Test harness: a real depth_node process over Fast DDS, driven by a real rclpy client node.
 
-- `start_node(...)` runs `python -m depth_ros.node --ros-args --params-file config/depth.yaml ...`
+- `start_node(...)` runs `python -m depth_ros.ros.node --ros-args --params-file config/depth.yaml ...`
   in its own process, in a namespace of its own, with DDS kept on this machine.
 - `Client` publishes Image/CompressedImage + CameraInfo and collects the node's outputs by stamp.
 No ROS piece is mocked.
@@ -33,7 +33,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from depth_ros.dds import local_ros_env, reserve_domain_id
+from depth_ros.ros.dds import local_ros_env, reserve_domain_id
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO / "config" / "depth.yaml"
@@ -134,7 +134,7 @@ def start_node(params: dict[str, Any] | None = None, params_file: Path | None = 
                remaps: dict[str, str] | None = None, executable: list[str] | None = None) -> NodeProcess:
     """Start depth_node in a fresh namespace (so tests never hear each other's nodes)."""
     namespace = f"/t{os.getpid()}_{next(_namespaces)}"
-    command = (executable or [sys.executable, "-m", "depth_ros.node"])
+    command = (executable or [sys.executable, "-m", "depth_ros.ros.node"])
     command = command + node_args(params, params_file, remaps, namespace)
     log = RUN_DIR / f"depth_node{namespace.replace('/', '_')}.log"
     with log.open("w") as out:
@@ -145,7 +145,7 @@ def start_node(params: dict[str, Any] | None = None, params_file: Path | None = 
 def run_node_to_exit(params: dict[str, Any] | None = None, params_file: Path | None = PARAMS_FILE,
                      timeout: float = 60.0) -> subprocess.CompletedProcess:
     """Run depth_node expecting it to exit by itself (configuration errors)."""
-    command = [sys.executable, "-m", "depth_ros.node", *node_args(params, params_file)]
+    command = [sys.executable, "-m", "depth_ros.ros.node", *node_args(params, params_file)]
     return subprocess.run(command, env=node_env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
@@ -366,6 +366,6 @@ class Client:
 
 
 def depth_array(msg: Image) -> np.ndarray:
-    from depth_ros.codecs import image_msg_to_array
+    from depth_ros.ros.codecs import image_msg_to_array
 
     return image_msg_to_array(msg)

@@ -48,7 +48,7 @@ def test_colcon_build_installs_package(tmp_path: Path) -> None:
     # The installed package finds its share/ through the ament index (as with a sourced workspace).
     site = next((install / "lib").glob("python3*/site-packages"))
     env = dict(os.environ, AMENT_PREFIX_PATH=str(install), PYTHONPATH=str(site))
-    probe = subprocess.run([sys.executable, "-c", "import depth_ros, depth_ros.models as m; "
+    probe = subprocess.run([sys.executable, "-c", "import depth_ros, depth_ros.resources as m; "
                             "print(depth_ros.__file__); print(m.resolve_model_path('default'))"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr

@@ -26,7 +26,7 @@ from rclpy.serialization import deserialize_message
 from ros_harness import Client, NodeProcess, Outputs
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from depth_ros.bagio import read_raw
+from depth_ros.bags.io import read_raw
 
 REPO = Path(__file__).resolve().parent.parent
 D435 = REPO / "data" / "realsense_d435"

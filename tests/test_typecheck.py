@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # The TensorRT backend and the torch pipeline it feeds (CUDA paths that no CPU test executes).
 CHECKED = ["depth_ros/backends/tensorrt_backend.py", "depth_ros/backends/mixed_precision.py",
-           "depth_ros/backends/check.py", "depth_ros/engine_cache.py", "depth_ros/torch_pipeline.py",
+           "depth_ros/backends/check.py", "depth_ros/backends/engine_cache.py", "depth_ros/core/torch_ops.py",
            "depth_ros/pipeline.py"]
 
 

@@ -1,86 +1,36 @@
-"""Inference backends behind one small protocol, chosen from a registry by name.
+"""Inference backends behind one small protocol (``base``), chosen from a registry by name.
 
-A backend runs the model's first input -> first output on numpy arrays; everything around it
-(preprocessing, metric conversion, point clouds) is shared pipeline code.
+A backend runs the model's first input -> first output on numpy arrays (or, with ``infer_device``, on device
+tensors); everything around it (preprocessing, metric conversion, point clouds) is the pipeline's.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
+from depth_ros.backends import onnxruntime_backend, tensorrt_backend, torch_backend
+from depth_ros.backends.base import (
+    BACKENDS,
+    ENGINE_PRECISIONS,
+    BackendEntry,
+    BackendFactory,
+    BackendOptions,
+    BackendProbe,
+    BackendUnavailable,
+    DeviceInferenceBackend,
+    InferenceBackend,
+    ModelLoadError,
+    backend_names,
+    register_backend,
+)
 
-class ModelLoadError(RuntimeError):
-    """The model cannot be loaded; the message says how to fix it."""
-
-
-class BackendUnavailable(ModelLoadError):
-    """The backend's runtime is not installed or not usable on this machine."""
-
-
-class InferenceBackend(Protocol):
-    """What the pipeline needs from a runtime."""
-
-    name: str  # registry name, e.g. "onnxruntime"
-    device: str  # where it runs, e.g. "cpu", "cuda"
-    # Static (height, width) of the first input, or None when it accepts any size.
-    fixed_input_size: tuple[int, int] | None
-
-    def metadata(self) -> dict[str, str]:
-        """The model's metadata (ONNX metadata_props); holds the contract."""
-        ...
-
-    def infer(self, tensor: "object") -> "object":
-        """Run the first input -> first output (float32 NCHW in, the raw output out)."""
-        ...
-
-
-class DeviceInferenceBackend(InferenceBackend, Protocol):
-    """A backend that also runs on tensors resident on its device (TensorRT, torch): the pipeline then
-    keeps pre/postprocessing there too (depth_ros.torch_pipeline)."""
-
-    def infer_device(self, tensor: Any) -> Any:
-        """float32 NCHW torch tensor on ``device`` in -> the raw output as a torch tensor on ``device``.
-        The result may be a buffer the backend reuses: consume it before the next call."""
-        ...
-
-
-ENGINE_PRECISIONS = ("fp16", "fp32")
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    num_threads: int = 0  # 0 = the runtime's default (all cores)
-    device: str = "auto"  # auto | cpu | cuda
-    # TensorRT: where engines are cached ("" = $DEPTH_ROS_ENGINE_CACHE or ~/.cache/depth_ros/engines) and the
-    # precision they are built at (fp16: mixed precision via ModelOpt AutoCast; fp32 on request).
-    engine_cache_dir: str = ""
-    engine_precision: str = "fp16"
-
-
-BackendFactory = Callable[[Path, BackendOptions], InferenceBackend]
-BackendProbe = Callable[[], str | None]  # None when usable, else the reason it is not
-
-
-@dataclass(frozen=True)
-class BackendEntry:
-    factory: BackendFactory
-    probe: BackendProbe
-    priority: int  # higher is preferred by backend "auto"
-
-
-BACKENDS: dict[str, BackendEntry] = {}
-
-
-def register_backend(name: str, factory: BackendFactory, probe: BackendProbe, priority: int) -> None:
-    BACKENDS[name] = BackendEntry(factory, probe, priority)
-
-
-def backend_names() -> tuple[str, ...]:
-    return ("auto", *sorted(BACKENDS))
+__all__ = [
+    "BACKENDS", "ENGINE_PRECISIONS", "BackendEntry", "BackendFactory", "BackendOptions", "BackendProbe",
+    "BackendUnavailable", "DeviceInferenceBackend", "InferenceBackend", "ModelLoadError", "backend_names",
+    "create_backend", "register_backend",
+]
 
 
 def _warn(message: str) -> None:
@@ -135,15 +85,6 @@ def create_backend(
     raise ModelLoadError(f"no backend could load {path}: " + "; ".join(f"{n}: {exc}" for n, exc in failures))
 
 
-def _register_builtin() -> None:
-    from depth_ros.backends import onnxruntime_backend
-
-    onnxruntime_backend.register()
-    # Imported lazily inside their factories/probes: neither module needs torch or TensorRT to import.
-    from depth_ros.backends import tensorrt_backend, torch_backend
-
-    tensorrt_backend.register()
-    torch_backend.register()
-
-
-_register_builtin()
+# Neither TensorRT nor torch is imported here: their modules import them inside factories and probes.
+for _module in (onnxruntime_backend, tensorrt_backend, torch_backend):
+    _module.register()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_ros.backends import BackendOptions, InferenceBackend, ModelLoadError
-from depth_ros.contract import InputSpec
-from depth_ros.preprocess import output_to_map, plan_input, preprocess
+from depth_ros.backends.base import BackendOptions, InferenceBackend, ModelLoadError
+from depth_ros.core.contract import InputSpec
+from depth_ros.core.preprocess import output_to_map, plan_input, preprocess
 
 CHECK_POLICIES = ("rebuild", "warn", "fail", "off")
 

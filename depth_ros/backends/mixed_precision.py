@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_ros.backends import ModelLoadError
+from depth_ros.backends.base import ModelLoadError
 
 # Op types that compute in FP32 in every FP16 build.
 FP32_OP_TYPES = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_ros.backends import BackendOptions, ModelLoadError, register_backend
+from depth_ros.backends.base import BackendOptions, ModelLoadError, register_backend
 
 
 def _probe() -> str | None:

@@ -3,7 +3,7 @@
 
 The node's 'model' stays the .onnx file. The engine is built on first use for this GPU, TensorRT version,
 model content (external data included), input shape range, precision and typing, and reused afterwards
-(depth_ros.engine_cache). One build path serves both generations: a strongly typed network (the only
+(depth_ros.backends.engine_cache). One build path serves both generations: a strongly typed network (the only
 kind in 11.x; 10.12 deprecated weak typing). FP32 builds the ONNX as it is; FP16 first converts it to
 mixed precision with ModelOpt AutoCast (normalisation, softmax and reductions in FP32, FP32 I/O;
 depth_ros.backends.mixed_precision) and caches the converted ONNX beside the engine.
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from depth_ros.backends import BackendOptions, ModelLoadError, register_backend
-from depth_ros.engine_cache import (
+from depth_ros.backends.base import BackendOptions, ModelLoadError, register_backend
+from depth_ros.backends.engine_cache import (
     CONVERTED_ONNX_FILE,
     ENGINE_FILE,
     EngineCache,
@@ -284,7 +284,7 @@ class EngineBuilder:
     """Finds or builds the engine of one ONNX model for an input shape (range), through the cache."""
 
     def __init__(self, onnx_path: Path, settings: BuildSettings, cache_dir: Path, log: Log = _print) -> None:
-        from depth_ros.contract import METADATA_KEY, read_contract_from_onnx_metadata
+        from depth_ros.core.contract import METADATA_KEY, read_contract_from_onnx_metadata
 
         self.onnx_path = onnx_path
         self.settings = settings

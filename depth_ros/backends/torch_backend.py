@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from depth_ros.backends import BackendOptions, ModelLoadError, register_backend
+from depth_ros.backends.base import BackendOptions, ModelLoadError, register_backend
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +33,7 @@ class TorchBackend:
     def __init__(self, path: Path, options: BackendOptions, half: bool = False) -> None:
         import torch
 
-        from depth_ros.contract import METADATA_KEY, ModelContract
+        from depth_ros.core.contract import METADATA_KEY, ModelContract
         from depth_ros.nets.checkpoints import CheckpointError, load_depth_anything_v2
 
         if path.suffix == ".onnx":
@@ -65,7 +65,7 @@ class TorchBackend:
 
         import torch
 
-        from depth_ros.export import export_onnx
+        from depth_ros.backends.export import export_onnx
 
         path = workdir / "reference.onnx"
         model = copy.deepcopy(self._model).to("cpu", torch.float32)

@@ -73,7 +73,7 @@ class DepthAnythingV2(nn.Module):
         return out * self.max_depth if self.head == "metric" else out
 
     def contract_fields(self, encoder: str, height: int, width: int) -> dict[str, object]:
-        """The model contract (depth_ros.contract) for this network at a network input of height x width."""
+        """The model contract (depth_ros.core.contract) for this network at a network input of height x width."""
         data: dict[str, object] = {
             "output_kind": "metric_depth" if self.head == "metric" else "relative_disparity",
             "input": {"height": height, "width": width, "resize": "keep_aspect", "channels": "rgb",

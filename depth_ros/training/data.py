@@ -105,8 +105,8 @@ class TeacherLabeller:
     """Pseudo-labels from any model the node can run (through DepthEstimator and its backends), cached."""
 
     def __init__(self, model: str, cache_dir: Path, backend: str = "auto") -> None:
-        from depth_ros.models import resolve_model_path
         from depth_ros.pipeline import DepthEstimator
+        from depth_ros.resources import resolve_model_path
 
         path = resolve_model_path(model)
         self.estimator = DepthEstimator.from_path(path, backend)
@@ -121,7 +121,7 @@ class TeacherLabeller:
         self.computed = 0  # teacher runs (not cache hits), for reporting and tests
 
     def label(self, rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-        from depth_ros.preprocess import postprocess
+        from depth_ros.core.preprocess import postprocess
 
         key = hashlib.sha256(rgb.tobytes() + f"{rgb.shape}{width}x{height}".encode()).hexdigest()[:24]
         path = self.cache_dir / f"{self.teacher_hash}_{key}.npz"
@@ -151,8 +151,8 @@ def bag_images(bag: Path, image_topic: str) -> list[np.ndarray]:
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CompressedImage, Image
 
-    from depth_ros.bagio import read_raw
-    from depth_ros.codecs import compressed_to_rgb, image_to_rgb
+    from depth_ros.bags.io import read_raw
+    from depth_ros.ros.codecs import compressed_to_rgb, image_to_rgb
 
     compressed = image_topic.endswith("/compressed")
     out = []
@@ -169,7 +169,7 @@ def bag_images(bag: Path, image_topic: str) -> list[np.ndarray]:
 def sensor_examples(bag: Path, depth_topic: str, image_topic: str, info_topic: str | None, width: int,
                     height: int, max_depth: float) -> Examples:
     """An RGB-D sensor as the teacher: depth registered to the image, made canonical with the camera's f/W."""
-    from depth_ros.eval_tool import bag_samples
+    from depth_ros.bags.samples import bag_samples
 
     rgbs, labels = [], []
     for sample in bag_samples(bag, depth_topic, image_topic, info_topic, None):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depth_ros.evaluation import align, depth_metrics
+from depth_ros.core.evaluation import align, depth_metrics
 from depth_ros.training import augment, losses
 from depth_ros.training.data import Examples
 
@@ -309,8 +309,8 @@ def export_onnx(model: torch.nn.Module, out: str | Path, config: TrainConfig, ki
     """ONNX (opset 17, fixed input size) with its depth_ros contract embedded."""
     import onnx
 
-    from depth_ros.contract import ModelContract
-    from depth_ros.graph_models import set_contract
+    from depth_ros.backends.graph_models import set_contract
+    from depth_ros.core.contract import ModelContract
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

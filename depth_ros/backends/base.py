@@ -1,0 +1,81 @@
+"""The inference backend protocol, its options and errors, and the registry backends add themselves to.
+
+The backend modules import this module, never the package: ``depth_ros.backends`` (create_backend) imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded; the message says how to fix it."""
+
+
+class BackendUnavailable(ModelLoadError):
+    """The backend's runtime is not installed or not usable on this machine."""
+
+
+class InferenceBackend(Protocol):
+    """What the pipeline needs from a runtime."""
+
+    name: str  # registry name, e.g. "onnxruntime"
+    device: str  # where it runs, e.g. "cpu", "cuda"
+    # Static (height, width) of the first input, or None when it accepts any size.
+    fixed_input_size: tuple[int, int] | None
+
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata (ONNX metadata_props); holds the contract."""
+        ...
+
+    def infer(self, tensor: "object") -> "object":
+        """Run the first input -> first output (float32 NCHW in, the raw output out)."""
+        ...
+
+
+class DeviceInferenceBackend(InferenceBackend, Protocol):
+    """A backend that also runs on tensors resident on its device (TensorRT, torch): the pipeline then
+    keeps pre/postprocessing there too (depth_ros.core.torch_ops)."""
+
+    def infer_device(self, tensor: Any) -> Any:
+        """float32 NCHW torch tensor on ``device`` in -> the raw output as a torch tensor on ``device``.
+        The result may be a buffer the backend reuses: consume it before the next call."""
+        ...
+
+
+ENGINE_PRECISIONS = ("fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    num_threads: int = 0  # 0 = the runtime's default (all cores)
+    device: str = "auto"  # auto | cpu | cuda
+    # TensorRT: where engines are cached ("" = $DEPTH_ROS_ENGINE_CACHE or ~/.cache/depth_ros/engines) and the
+    # precision they are built at (fp16: mixed precision via ModelOpt AutoCast; fp32 on request).
+    engine_cache_dir: str = ""
+    engine_precision: str = "fp16"
+
+
+BackendFactory = Callable[[Path, BackendOptions], InferenceBackend]
+BackendProbe = Callable[[], str | None]  # None when usable, else the reason it is not
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    factory: BackendFactory
+    probe: BackendProbe
+    priority: int  # higher is preferred by backend "auto"
+
+
+BACKENDS: dict[str, BackendEntry] = {}
+
+
+def register_backend(name: str, factory: BackendFactory, probe: BackendProbe, priority: int) -> None:
+    BACKENDS[name] = BackendEntry(factory, probe, priority)
+
+
+def backend_names() -> tuple[str, ...]:
+    return ("auto", *sorted(BACKENDS))

@@ -1,0 +1,51 @@
+"""Small ONNX graphs the project builds itself, and embedding a contract into any ONNX model.
+
+- `map_model`: a graph whose output is a given map, whatever the image (the tests' oracle models,
+  whose output is a known exact depth/inverse depth, and the benchmarks' null model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from depth_ros.core.contract import METADATA_KEY, ModelContract
+
+
+def set_contract(model: "object", contract: ModelContract) -> None:
+    """Store ``contract`` in an onnx.ModelProto's metadata_props (replacing any previous one)."""
+    props = model.metadata_props  # type: ignore[attr-defined]
+    for prop in list(props):
+        if prop.key == METADATA_KEY:
+            props.remove(prop)
+    entry = props.add()
+    entry.key = METADATA_KEY
+    entry.value = contract.to_json()
+
+
+def map_model(output: np.ndarray, contract: ModelContract, input_size: tuple[int, int] | None = None,
+              output_rank: int = 4) -> "object":
+    """An ONNX model whose first output is ``output`` (h, w), whatever the image.
+
+    The output also depends on the input (+ 0 * mean(input)) so that runtimes keep the input
+    and really run the graph. ``input_size`` None gives a dynamic H, W input.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    height, width = input_size if input_size is not None else ("height", "width")
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])
+    out_shape = [1, 1, *output.shape] if output_rank == 4 else [1, *output.shape]
+    y = helper.make_tensor_value_info("depth", TensorProto.FLOAT, out_shape)
+    value = numpy_helper.from_array(np.asarray(output, np.float32).reshape(out_shape), "map")
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["map", "nothing"], ["depth"]),
+    ]
+    graph = helper.make_graph(nodes, "depth_ros_map", [x], [y], [value, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="depth_ros")
+    model.ir_version = 8  # readable by every onnxruntime >= 1.14
+    onnx.checker.check_model(model)
+    set_contract(model, contract)
+    return model
