@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,17 @@ def offers_device_inference(backend: object) -> bool:
     return callable(getattr(backend, "infer_device", None))
 
 
+@dataclass(frozen=True)
+class FramePlan:
+    """What converting a frame of one camera needs beyond its pixels: made once per camera model and
+    settings, reused by every frame while both stay the same (cameras rarely change)."""
+
+    geometry: InputGeometry  # the network input
+    depth_camera: CameraModel  # the depth image's camera model (image size * output_scale)
+    metric: MetricContext  # the settings' conversion; a scale hook replaces its scale and shift per frame
+    depth_range: tuple[float, float]  # metres kept (the settings' range within the contract's)
+
+
 class DepthEstimator:
     """Runs one model: owns its backend and contract, converts each frame to metres.
 
@@ -97,6 +108,7 @@ class DepthEstimator:
         self.contract = contract
         self.settings = settings or PipelineSettings()
         self._geometry_cache: dict[tuple[int, int], InputGeometry] = {}
+        self._last_plan: tuple[CameraModel, PipelineSettings, FramePlan] | None = None
         self.scale_hook: ScaleHook | None = None  # online scale recovery (the node sets it once)
         # Called with each new network input size (height, width) before the first frame at that size runs:
         # the startup correctness check (depth_ros.backends.check.BackendChecker); it may raise.
@@ -145,20 +157,31 @@ class DepthEstimator:
             high = min(high, self.contract.max_depth)
         return low, high
 
-    def _metric_context(self, camera: CameraModel, geometry: InputGeometry, scale: float,
-                        shift: float, settings: PipelineSettings) -> MetricContext:
-        return MetricContext(
+    def plan(self, camera: CameraModel, settings: PipelineSettings | None = None) -> FramePlan:
+        """The frame plan for images of ``camera`` under ``settings`` (the last one is kept: the node's
+        camera model and settings are the same objects frame after frame)."""
+        settings = settings or self.settings
+        last = self._last_plan
+        if last is not None and last[0] is camera and last[1] is settings:
+            return last[2]
+        geometry = self.geometry(camera.height, camera.width)
+        width, height = output_size(camera.width, camera.height, settings.output_scale)
+        metric = MetricContext(
             f_over_w=camera.f_over_w,
             fx_at_input=camera.fx * geometry.scale_x,
-            disparity_scale=scale,
-            disparity_shift=shift,
+            disparity_scale=settings.disparity_scale,
+            disparity_shift=settings.disparity_shift,
             focal_rescale=settings.focal_rescale,
         )
+        plan = FramePlan(geometry, camera.scaled_to(width, height), metric, self.depth_range(settings))
+        self._last_plan = (camera, settings, plan)
+        return plan
 
     def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, InputGeometry, dict[str, float]]:
         """Run the network: (raw 2-D output at network resolution on the host, input geometry, timings)."""
+        geometry = self.geometry(rgb.shape[0], rgb.shape[1])
         with self._ops.running():
-            prediction, geometry, timings = self._network_map(rgb)
+            prediction, timings = self._network_map(rgb, geometry)
             t0 = time.perf_counter()
             host = self._ops.to_host(prediction)  # from a device: a new array (TensorRT reuses its output buffer)
             timings["inference"] += time.perf_counter() - t0
@@ -173,23 +196,22 @@ class DepthEstimator:
         ``settings``: this frame's conversion settings (default: ``self.settings``, read once here, so a
         change made while the frame is in flight applies to the next frame and never half-way through).
         """
-        settings = settings or self.settings
-        if (rgb.shape[1], rgb.shape[0]) != camera.size:
+        if rgb.shape[1] != camera.width or rgb.shape[0] != camera.height:
             raise ValueError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera model is {camera.width}x{camera.height}"
             )
         if points_stride is not None and (isinstance(points_stride, bool) or int(points_stride) < 1):
             raise ValueError(f"points_stride must be >= 1, got {points_stride!r}")
+        plan = self.plan(camera, settings)
         with self._ops.running():
-            prediction, geometry, timings = self._network_map(rgb)
-            return self._metric_frame(prediction, geometry, camera, points_stride, timings, settings)
+            prediction, timings = self._network_map(rgb, plan.geometry)
+            return self._metric_frame(prediction, plan, points_stride, timings)
 
-    def _network_map(self, rgb: np.ndarray) -> tuple[Any, InputGeometry, dict[str, float]]:
-        """Plan the network input -> preprocess -> infer: (2-D output map at network resolution, geometry,
-        timings), the map as the ops' array (numpy, or a tensor on the backend's device)."""
+    def _network_map(self, rgb: np.ndarray, geometry: InputGeometry) -> tuple[Any, dict[str, float]]:
+        """Preprocess -> infer: (2-D output map at network resolution, timings), the map as the ops' array
+        (numpy, or a tensor on the backend's device)."""
         ops = self._ops
         t0 = time.perf_counter()
-        geometry = self.geometry(rgb.shape[0], rgb.shape[1])
         tensor = ops.preprocess(rgb, geometry=geometry)
         if ops.synchronize is not None:
             ops.synchronize()
@@ -198,10 +220,10 @@ class DepthEstimator:
         if ops.synchronize is not None:
             ops.synchronize()
         t2 = time.perf_counter()
-        return prediction, geometry, {"preprocess": t1 - t0, "inference": t2 - t1}
+        return prediction, {"preprocess": t1 - t0, "inference": t2 - t1}
 
-    def _metric_frame(self, raw: Any, geometry: InputGeometry, camera: CameraModel, points_stride: int | None,
-                      timings: dict[str, float], settings: PipelineSettings) -> DepthFrame:
+    def _metric_frame(self, raw: Any, plan: FramePlan, points_stride: int | None,
+                      timings: dict[str, float]) -> DepthFrame:
         """Postprocess -> metric -> points -> download: a network output map -> DepthFrame on the host.
 
         A scale hook works on numpy maps: on the device path the map it needs (the prediction of a relative
@@ -210,28 +232,25 @@ class DepthEstimator:
         """
         ops = self._ops
         t0 = time.perf_counter()
-        width, height = output_size(camera.width, camera.height, settings.output_scale)
-        depth_camera = camera.scaled_to(width, height)
-        prediction = ops.postprocess(raw, geometry, width, height)
+        depth_camera = plan.depth_camera
+        prediction = ops.postprocess(raw, plan.geometry, depth_camera.width, depth_camera.height)
         host_prediction = ops.to_host(prediction) if ops.on_host else None
         relative = self.contract.output_kind == "relative_disparity"
-        scale, shift = settings.disparity_scale, settings.disparity_shift
+        metric = plan.metric
         scale_hook = self.scale_hook
         if scale_hook is not None and relative:
             host_prediction = ops.to_host(prediction)
             fitted = scale_hook(host_prediction, "disparity", depth_camera)
             if fitted is not None:
-                scale, shift = fitted
-        ctx = self._metric_context(camera, geometry, scale, shift, settings)
-        depth_range = self.depth_range(settings)
+                metric = replace(metric, disparity_scale=fitted[0], disparity_shift=fitted[1])
         if scale_hook is not None and not relative:
-            depth = ops.to_metric(prediction, self.contract, ctx)
+            depth = ops.to_metric(prediction, self.contract, metric)
             fitted = scale_hook(ops.to_host(depth), "depth", depth_camera)
             if fitted is not None:
                 ops.scale(depth, 1.0 / fitted[0])
-            ops.apply_depth_range(depth, *depth_range)
+            ops.apply_depth_range(depth, *plan.depth_range)
         else:
-            depth = ops.to_metric(prediction, self.contract, ctx, depth_range)
+            depth = ops.to_metric(prediction, self.contract, metric, plan.depth_range)
         points = None if points_stride is None else ops.points(depth, depth_camera, int(points_stride))
         host_depth, host_points = ops.download(depth, points)  # on a device: the one device -> host copy
         timings["postprocess"] = time.perf_counter() - t0

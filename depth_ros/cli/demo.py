@@ -2,8 +2,8 @@
 
 Built from the bag tools a user has: the sample frame is written `loops` times (each with its own
 stamp, `1/rate` apart) into an input bag, `depth_node` runs as its own process (params file +
-remaps, as a user would), `bag_play.Player` plays the input bag on live topics with its recorded
-timing, `bag_play.Recorder` records the node's outputs and the played image into a rosbag2, and a
+remaps, as a user would), `bags.play.Player` plays the input bag on live topics with its recorded
+timing, `bags.play.Recorder` records the node's outputs and the played image into a rosbag2, and a
 preview PNG is written (input | coloured depth | point cloud from an oblique viewpoint).
 """
 

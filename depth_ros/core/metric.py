@@ -37,7 +37,7 @@ Fn = TypeVar("Fn")
 
 def registrar(table: dict[str, Fn]) -> Callable[[str], Callable[[Fn], Fn]]:
     """A decorator factory that files converters in ``table`` by output kind (shared by the numpy
-    converters here and their torch twins in torch_pipeline)."""
+    converters here and their torch twins in torch_ops)."""
     def register(kind: str) -> Callable[[Fn], Fn]:
         def wrap(fn: Fn) -> Fn:
             table[kind] = fn

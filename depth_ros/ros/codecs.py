@@ -34,6 +34,7 @@ __all__ = [
     "cloud_point_step",
     "compressed_to_rgb",
     "depth_to_image_data",
+    "fill_depth_msg",
     "fill_cloud_msg",
     "fill_image_msg",
     "image_msg_to_array",
@@ -365,6 +366,13 @@ def depth_to_image_data(depth_m: np.ndarray, encoding: str) -> tuple[np.ndarray,
         out[valid] = mm[valid]
         return out, width * 2
     raise ValueError(f"encoding={encoding!r} is not a depth encoding; expected '32FC1' or '16UC1'")
+
+
+def fill_depth_msg(msg: Any, depth_m: np.ndarray, encoding: str) -> None:
+    """Fill an Image message (header left to the caller) with depth in metres in ``encoding``
+    (``depth_to_image_data``'s rules: 32FC1 metres with NaN, or 16UC1 millimetres with 0)."""
+    data, _ = depth_to_image_data(depth_m, encoding)
+    fill_image_msg(msg, data, encoding)
 
 
 # encoding -> (dtype kind + itemsize, channels) for arrays going into / out of Image messages.

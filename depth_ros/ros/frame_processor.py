@@ -171,6 +171,8 @@ class FrameProcessor:
         self.estimator = estimator
         self.cameras = CameraRegistry()
         self.image_topic = image_topic  # decides input_rectified 'auto' (input_rectified())
+        # The last depth camera model and its CameraInfo fields (the estimator's plan keeps the model object).
+        self._info_fields: tuple[CameraModel, dict[str, Any]] | None = None
         # The last cloud's data buffer and layout, reused by the next frame of the same layout.
         self._cloud_buffer: tuple[Any, Any] | None = None
         # (parameter values, pipeline settings): replaced whole by configure(), read once per frame, so a
@@ -230,16 +232,24 @@ class FrameProcessor:
         """depth (in the chosen encoding), its CameraInfo (always) and the colour-mapped depth."""
         if wanted.depth:
             out = _new_message(Image, header)
-            data, _ = codecs.depth_to_image_data(frame.depth, values["depth_encoding"])
-            codecs.fill_image_msg(out, data, values["depth_encoding"])
+            codecs.fill_depth_msg(out, frame.depth, values["depth_encoding"])
             emit(DEPTH, out)
-        emit(CAMERA_INFO, CameraInfo(header=header, **_camera_info_kwargs(frame.camera)))
+        emit(CAMERA_INFO, CameraInfo(header=header, **self._camera_info_fields(frame.camera)))
         if wanted.colored:
             coloured = colorize_depth(frame.depth, values["colormap"], values["colored_min_depth"],
                                       values["colored_max_depth"])
             out = _new_message(Image, header)
             codecs.fill_image_msg(out, coloured, "bgr8")
             emit(COLORED, out)
+
+    def _camera_info_fields(self, camera: CameraModel) -> dict[str, Any]:
+        """CameraInfo fields of the depth image (made once per camera model; messages never change them)."""
+        last = self._info_fields
+        if last is None or last[0] is not camera:
+            fields = camera.camera_info_fields()
+            fields["roi"] = RegionOfInterest(**fields["roi"])
+            last = self._info_fields = (camera, fields)
+        return last[1]
 
     def _emit_cloud(self, frame: DepthFrame, rgb: Any, header: Any, values: Mapping[str, Any], emit: Emit) -> None:
         """The organised cloud of the frame's points, coloured from the image when asked; the data buffer of
@@ -268,10 +278,3 @@ def _new_message(cls: type, header: Any) -> Any:
         msg = cls()
     msg.header = header
     return msg
-
-
-def _camera_info_kwargs(camera: CameraModel) -> dict[str, Any]:
-    fields = camera.camera_info_fields()
-    roi = fields.pop("roi")
-    fields["roi"] = RegionOfInterest(**roi)
-    return fields
