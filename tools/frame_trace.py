@@ -259,18 +259,12 @@ def parameter_values(model: Path, backend: str, cloud_color: bool) -> dict[str, 
     return values
 
 
-def random_dav2_checkpoint(path: Path, seed: int = 1) -> Path:
-    """A random-weight Depth Anything V2 ViT-S in the official .pth key layout (as tests/oracles.py makes it)."""
-    import torch
+def random_dav2_checkpoint(path: Path) -> Path:
+    """The tests' random-weight Depth Anything V2 ViT-S checkpoint (tests/oracles.py), for the torch backend."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from oracles import random_dav2_checkpoint as make
 
-    from depth_ros.nets.depth_anything_v2 import build
-
-    generator = torch.Generator().manual_seed(seed)
-    state = {k: torch.randn(v.shape, generator=generator) * 0.05 for k, v in build("vits").state_dict().items()}
-    state["depth_head.scratch.output_conv2.2.bias"] = torch.full((1,), 2.0)
-    state["depth_head.scratch.output_conv2.2.weight"] *= 40.0
-    torch.save(state, path)
-    return path
+    return make(path)
 
 
 @dataclass(frozen=True)

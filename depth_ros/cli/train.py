@@ -57,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def load_data(args: argparse.Namespace, width: int, height: int):
+    from depth_ros.bags.samples import read_rgb_file
     from depth_ros.training import data as d
 
     parts = []
@@ -71,7 +72,7 @@ def load_data(args: argparse.Namespace, width: int, height: int):
                                            width, height, args.max_depth))
     images = []
     if args.images:
-        images += [d.read_rgb(path) for path in d.image_files(args.images)]
+        images += [read_rgb_file(path) for path in d.image_files(args.images)]
     if args.bag and not args.depth_topic:
         if not args.image_topic:
             raise ValueError("--bag needs --image-topic")

@@ -81,7 +81,9 @@ class CameraRegistry:
             raise
         with self._lock:
             self._error = ""
-            self._cameras.pop(camera.size, None)
+            previous = self._cameras.pop(camera.size, None)
+            if previous is not None and previous == camera:
+                camera = previous  # the same calibration: keep its model, and what was planned for it
             self._cameras[camera.size] = camera
             while len(self._cameras) > self._capacity:
                 self._cameras.pop(next(iter(self._cameras)))

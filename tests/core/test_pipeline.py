@@ -111,6 +111,22 @@ def test_dynamic_input_keep_aspect_multiple_of_14(tmp_path: Path) -> None:
     np.testing.assert_array_equal(frame.depth, 1.5)
 
 
+
+def test_the_frame_plan_is_kept_for_one_camera_and_settings_and_remade_for_new_ones(tmp_path: Path) -> None:
+    # C = (f/W) / Z = 0.78125 / 2 -> D = 2 m exactly. Halving f halves f/W: the same output is then 1 m.
+    est = estimator(tmp_path, np.full((48, 64), F_OVER_W / 2.0, np.float32), "canonical_inverse_depth", (48, 64))
+    cam, settings = camera(), PipelineSettings()
+    assert est.plan(cam, settings) is est.plan(cam, settings)
+    np.testing.assert_array_equal(est.estimate(rgb(), cam, settings=settings).depth, 2.0)
+    half_focal = CameraModel.from_camera_info(camera_info(W, H, FX / 2, FY / 2, CX, CY))
+    np.testing.assert_array_equal(est.estimate(rgb(), half_focal, settings=settings).depth, 1.0)
+    np.testing.assert_array_equal(est.estimate(rgb(), cam, settings=settings).depth, 2.0)
+    # New settings apply to the very next frame: a range that excludes 2 m, a smaller depth image.
+    assert np.isnan(est.estimate(rgb(), cam, settings=PipelineSettings(max_depth=1.5)).depth).all()
+    frame = est.estimate(rgb(), cam, settings=PipelineSettings(output_scale=0.5))
+    assert frame.depth.shape == (H // 2, W // 2) and frame.camera.fx == FX / 2
+    np.testing.assert_array_equal(frame.depth, 2.0)
+
 # ----------------------------------------------------------------------------- conversions via settings
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from oracles import camera_info, rgb_image
 
+from depth_ros.bags.samples import read_rgb_file
 from depth_ros.training import data as d
 from depth_ros.training.train import TrainConfig, build_student, export_onnx, load_checkpoint, normalise, train
 
@@ -45,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         teacher[-2].bias.fill_(1.0)
     teacher_path = export_onnx(teacher, tmp / "teacher.onnx", TrainConfig(width=128, height=96), "canonical",
                                name="tiny teacher")
-    images = [d.read_rgb(p) for p in FRAMES]
+    images = [read_rgb_file(p) for p in FRAMES]
     labeller = d.TeacherLabeller(str(teacher_path), tmp / "cache")
     examples = d.teacher_examples(images, labeller, W, H)
     assert labeller.computed == 3 and examples.kind == "canonical"
@@ -133,7 +134,7 @@ def test_rgbd_bag_as_teacher_and_bag_images_with_a_model_teacher(tmp_path: Path,
     from depth_ros.cli import main as cli_main
 
     fx, fy, cx, cy = 613.2037, 613.4193, 319.9388, 239.1830  # the D435 colour camera (data/README)
-    rgb = d.read_rgb(FRAMES[0])
+    rgb = read_rgb_file(FRAMES[0])
     depth_mm = cv2.imread(str(REPO / "data/realsense_d435/depth_in_color_mm.png"), cv2.IMREAD_UNCHANGED)
     info = camera_info(640, 480, fx, fy, cx, cy)
     bag = tmp_path / "rgbd"
