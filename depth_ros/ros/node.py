@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -248,6 +249,11 @@ class DepthNode(LifecycleNode):
         except ConfigurationError as exc:
             self.configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # a bug, not a setting: say what it was (rclpy's on_error would not)
+            self.configure_error = f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)"
+            self.get_logger().error(f"configure failed: {self.configure_error}\n{traceback.format_exc()}")
             self._release()
             return TransitionCallbackReturn.FAILURE
         self.state = INACTIVE

@@ -6,6 +6,8 @@ Real depth_node processes over Fast DDS with oracle ONNX models (real ONNX Runti
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from oracles import make_contract
-from ros_harness import Client, NodeProcess, depth_array, run_node_to_exit
+from ros_harness import PARAMS_FILE, REPO, Client, NodeProcess, depth_array, node_args, node_env, run_node_to_exit
 from sensor_msgs.msg import CameraInfo, Image
 from test_node_geometry import FRAME, RTOL, TILTED, Layout, Pinhole, assert_headers, plane_depth
 
@@ -242,6 +244,23 @@ def test_bad_configuration_exits_with_code_2(case: str, tmp_path: Path) -> None:
     for text in texts:
         assert text in result.stderr, f"{case}: {text!r} missing from:\n{result.stderr}"
     assert "Traceback" not in output, output
+
+
+def test_a_bug_during_configure_is_reported_with_its_reason() -> None:
+    """An exception that is no configuration error (a bug) still fails configure with its type and message,
+    instead of rclpy's bare 'error in a lifecycle transition'. The fault is injected into depth_ros's own
+    model loading; ROS, DDS and the runtime are real."""
+    script = ("import sys\n"
+              "from depth_ros.pipeline import DepthEstimator\n"
+              "def broken(*args, **kwargs):\n"
+              "    raise ZeroDivisionError('injected fault')\n"
+              "DepthEstimator.from_path = broken\n"
+              "from depth_ros.ros.node import main\n"
+              "sys.exit(main())\n")
+    command = [sys.executable, "-c", script, *node_args(None, PARAMS_FILE)]
+    result = subprocess.run(command, env=node_env(), capture_output=True, text=True, timeout=60.0, cwd=REPO)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "configuration error: unexpected ZeroDivisionError: injected fault" in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------------------------
