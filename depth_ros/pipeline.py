@@ -3,7 +3,7 @@
 ``DepthEstimator`` is the one model entry point: it owns a backend and its model contract, and runs each
 frame down one path, written once:
 
-    plan the network input -> preprocess -> infer -> postprocess -> metric -> points -> download
+    plan the network input -> preprocess -> infer -> postprocess -> metric -> edges -> points -> download
 
 Every step comes from an ``ArrayOps`` table (depth_ros.core.array_ops), chosen once per backend:
 - host (numpy/OpenCV: core.preprocess, core.metric, core.pointcloud) for backends that run on host arrays
@@ -28,6 +28,7 @@ from depth_ros.backends import BackendOptions, InferenceBackend, create_backend
 from depth_ros.core.array_ops import ArrayOps, host_ops
 from depth_ros.core.camera import CameraModel
 from depth_ros.core.contract import ModelContract, read_contract_from_onnx_metadata
+from depth_ros.core.edges import edge_radius
 from depth_ros.core.metric import MetricContext
 from depth_ros.core.preprocess import InputGeometry, plan_input
 
@@ -42,6 +43,8 @@ class PipelineSettings:
     disparity_scale: float = 1.0  # relative_disparity: 1/D = scale * d + shift
     disparity_shift: float = 0.0
     focal_rescale: bool = True  # metric_depth: rescale by the contract's focal_ratio
+    edge_filter: bool = False  # depth discontinuities (flying pixels) become invalid (core.edges)
+    edge_threshold: float = 0.05  # relative depth jump, both ways, that makes a pixel a discontinuity
 
 
 @dataclass
@@ -57,6 +60,7 @@ class DepthFrame:
     # (h', w', 3) array from the device path (one download); codecs.fill_cloud_msg takes either.
     points: Any = None
     points_stride: int = 1
+    edge_pixels: int = 0  # pixels the edge filter made invalid (in `depth`, and so in its points)
     prediction_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def prediction_map(self) -> np.ndarray | None:
@@ -91,6 +95,7 @@ class FramePlan:
     depth_camera: CameraModel  # the depth image's camera model (image size * output_scale)
     metric: MetricContext  # the settings' conversion; a scale hook replaces its scale and shift per frame
     depth_range: tuple[float, float]  # metres kept (the settings' range within the contract's)
+    edges: tuple[float, int] | None  # the edge filter's (threshold, window radius), None when it is off
 
 
 class DepthEstimator:
@@ -173,7 +178,8 @@ class DepthEstimator:
             disparity_shift=settings.disparity_shift,
             focal_rescale=settings.focal_rescale,
         )
-        plan = FramePlan(geometry, camera.scaled_to(width, height), metric, self.depth_range(settings))
+        edges = (settings.edge_threshold, edge_radius(geometry, width)) if settings.edge_filter else None
+        plan = FramePlan(geometry, camera.scaled_to(width, height), metric, self.depth_range(settings), edges)
         self._last_plan = (camera, settings, plan)
         return plan
 
@@ -224,7 +230,7 @@ class DepthEstimator:
 
     def _metric_frame(self, raw: Any, plan: FramePlan, points_stride: int | None,
                       timings: dict[str, float]) -> DepthFrame:
-        """Postprocess -> metric -> points -> download: a network output map -> DepthFrame on the host.
+        """Postprocess -> metric -> edges -> points -> download: a network output map -> DepthFrame on the host.
 
         A scale hook works on numpy maps: on the device path the map it needs (the prediction of a relative
         model, the depth of a metric one) is copied to the host for it, an extra transfer that keeps online
@@ -251,11 +257,12 @@ class DepthEstimator:
             ops.apply_depth_range(depth, *plan.depth_range)
         else:
             depth = ops.to_metric(prediction, self.contract, metric, plan.depth_range)
+        edge_pixels = 0 if plan.edges is None else ops.filter_edges(depth, *plan.edges)
         points = None if points_stride is None else ops.points(depth, depth_camera, int(points_stride))
         host_depth, host_points = ops.download(depth, points)  # on a device: the one device -> host copy
         timings["postprocess"] = time.perf_counter() - t0
         frame = DepthFrame(depth=host_depth, camera=depth_camera, timings=timings, prediction=host_prediction,
-                           points=host_points, points_stride=int(points_stride or 1))
+                           points=host_points, points_stride=int(points_stride or 1), edge_pixels=int(edge_pixels))
         if host_prediction is None:
             frame.prediction_loader = lambda: ops.to_host(prediction)
         return frame

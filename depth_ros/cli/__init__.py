@@ -114,12 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soak", type=int, default=0, metavar="FRAMES", help="also a soak run of FRAMES frames")
     p.add_argument("--domain-id", type=int, default=None,
                    help="ROS_DOMAIN_ID for the DDS runs (default: one no other depth_ros process here holds)")
+    p.add_argument("--edges", action="store_true",
+                   help="only the depth-edge filter: flying pixels removed and true surfaces kept on exact depth "
+                        "with network-like predictions, and its cost per 640x480 frame")
     p.add_argument("--json", dest="json_path", help="write the results as JSON here")
     p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.edges:
+        from depth_ros.cli import bench_edges
+
+        results = bench_edges.run()
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps(results, indent=2))
+        return 0
     from depth_ros.cli.bench import run
     from depth_ros.ros.dds import reserve_domain_id
 

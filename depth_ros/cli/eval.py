@@ -51,24 +51,32 @@ from depth_ros.core.evaluation import (
 class ModelPredictor:
     """Runs a model through DepthEstimator; relative models give their raw disparity (for alignment)."""
 
-    def __init__(self, model: str, backend: str, disparity: tuple[float, float]) -> None:
+    def __init__(self, model: str, backend: str, disparity: tuple[float, float],
+                 edge_threshold: float | None = None) -> None:
         from depth_ros.pipeline import DepthEstimator, PipelineSettings
         from depth_ros.resources import resolve_model_path
 
-        # Range limits are applied by the evaluation, not the pipeline.
+        # Range limits are applied by the evaluation, not the pipeline. The edge filter runs as in the node.
         settings = PipelineSettings(min_depth=0.0, max_depth=1e9, disparity_scale=disparity[0],
-                                    disparity_shift=disparity[1])
+                                    disparity_shift=disparity[1], edge_filter=edge_threshold is not None,
+                                    edge_threshold=edge_threshold if edge_threshold is not None else 0.05)
         self.estimator = DepthEstimator.from_path(resolve_model_path(model), backend, settings=settings)
         self.relative = self.estimator.contract.output_kind == "relative_disparity"
+        self.pixels = 0
+        self.edge_pixels = 0  # removed by the edge filter, over all frames
 
     def __call__(self, sample: Sample, align_mode: str) -> tuple[np.ndarray, str]:
         if sample.rgb is None or sample.camera is None:
             raise ValueError(f"frame {sample.name}: running a model needs the image and its intrinsics "
                              "(--fx --fy --cx --cy, --dataset, or --camera-info-topic)")
         frame = self.estimator.estimate(sample.rgb, sample.camera)
+        self.pixels += frame.depth.size
+        self.edge_pixels += frame.edge_pixels
         if self.relative and align_mode != "none":
             prediction = frame.prediction_map()  # fetched from the device on the torch path
             assert prediction is not None
+            if frame.edge_pixels:  # the pixels the filter removed are not scored either
+                prediction = np.where(np.isnan(frame.depth), np.float32(np.nan), prediction)
             return prediction, "disparity"
         return frame.depth, "depth"
 
@@ -288,6 +296,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pred.add_argument("--backend", default="auto")
     pred.add_argument("--disparity-scale", type=float, default=1.0, help="relative models with --align none")
     pred.add_argument("--disparity-shift", type=float, default=0.0)
+    pred.add_argument("--edge-filter", nargs="?", type=float, const=0.05, default=None, metavar="THRESHOLD",
+                      help="run the node's edge filter (threshold default 0.05): its pixels are not scored; run "
+                           "once with and once without to compare")
     pred.add_argument("--processed-bag", type=Path, help="a bag holding predicted depth (e.g. the node's output)")
     pred.add_argument("--pred-topic", default="/camera/depth", help="depth topic in --processed-bag")
     p.add_argument("--align", choices=ALIGN_MODES, default=None,
@@ -317,7 +328,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise ValueError("give exactly one of --model or --processed-bag")
     predictor: Any
     if args.model is not None:
-        predictor = ModelPredictor(args.model, args.backend, (args.disparity_scale, args.disparity_shift))
+        predictor = ModelPredictor(args.model, args.backend, (args.disparity_scale, args.disparity_shift),
+                                   args.edge_filter)
         align_mode = args.align or ("lstsq_disparity" if predictor.relative else "none")
     else:
         predictor = BagPredictor(args.processed_bag, args.pred_topic)
@@ -349,5 +361,9 @@ def run_from_args(args: argparse.Namespace) -> int:
           f"SqRel {m['sq_rel']['mean']:.4f}  RMSE {m['rmse']['mean']:.4f}  RMSE log {m['rmse_log']['mean']:.4f}  "
           f"SILog {m['silog']['mean']:.2f}  δ1 {m['delta1']['mean']:.4f}  δ2 {m['delta2']['mean']:.4f}  "
           f"δ3 {m['delta3']['mean']:.4f}  boundary F1 {m['boundary_f1']['mean']:.4f}")
+    if isinstance(predictor, ModelPredictor) and args.edge_filter is not None:
+        share = predictor.edge_pixels / max(1, predictor.pixels)
+        print(f"edge filter (threshold {args.edge_filter:g}): {100 * share:.2f} % of the predicted pixels removed "
+              "and not scored")
     print(f"wrote {args.out}/per_frame.csv, summary.json, error_histogram.png, per_frame_abs_rel.png, error_maps/")
     return 0 if math.isfinite(m["abs_rel"]["mean"]) else 1

@@ -1,7 +1,7 @@
 """The per-frame steps for one array library, as one table, so the pipeline is written once for both.
 
-``DepthEstimator`` (depth_ros.pipeline) runs plan -> preprocess -> infer -> postprocess -> metric -> points ->
-download through an ``ArrayOps``: ``host_ops`` here (numpy/OpenCV, for backends that take host arrays) or
+``DepthEstimator`` (depth_ros.pipeline) runs plan -> preprocess -> infer -> postprocess -> metric -> edges ->
+points -> download through an ``ArrayOps``: ``host_ops`` here (numpy/OpenCV, for backends that take host arrays) or
 ``depth_ros.core.torch_ops.device_ops`` (torch on the backend's device). Each step's numpy implementation
 lives in its module (preprocess, metric, pointcloud); this table only binds them, without wrappers, so a
 frame's calls go straight to the step.
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from depth_ros.core.contract import InputSpec
+from depth_ros.core.edges import filter_edges
 from depth_ros.core.metric import apply_depth_range, scale_depth, to_metric
 from depth_ros.core.pointcloud import depth_to_point_planes
 from depth_ros.core.preprocess import output_to_map, postprocess, preprocess
@@ -33,6 +34,7 @@ class ArrayOps:
     to_metric: Callable[..., Any]  # (map, contract, ctx[, depth_range]) -> new float32 metres, NaN = invalid
     apply_depth_range: Callable[[Any, float, float], Any]  # NaN outside [min, max], in place
     scale: Callable[[Any, float], Any]  # depth *= float32(factor), in place
+    filter_edges: Callable[[Any, float, int], Any]  # (depth, threshold, radius): flying pixels -> NaN; a count
     points: Callable[..., Any]  # (depth, camera, stride) -> x, y, z (the layout `download` returns)
     to_host: Callable[[Any], np.ndarray]  # one array as numpy (a copy from a device)
     download: Callable[[Any, Any], tuple[np.ndarray, Any]]  # depth (+ points) on the host: one transfer
@@ -58,6 +60,7 @@ def host_ops(spec: InputSpec) -> ArrayOps:
         to_metric=to_metric,
         apply_depth_range=apply_depth_range,
         scale=scale_depth,
+        filter_edges=filter_edges,
         points=depth_to_point_planes,
         to_host=np.asarray,
         download=_on_host,

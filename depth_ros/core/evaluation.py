@@ -216,3 +216,46 @@ def summarise(frames: list[FrameMetrics]) -> dict[str, dict[str, float]]:
                      "median": float(np.median(values)) if values.size else math.nan,
                      "frames": int(values.size)}
     return out
+
+
+# ----------------------------------------------------------------------------- flying pixels
+
+
+def network_like_depth(truth: np.ndarray, net_width: int, net_height: int) -> np.ndarray:
+    """What a perfect network at ``net_width`` x ``net_height`` would give through the pipeline: the true
+    inverse depth area-averaged down to the network's resolution (over valid pixels only), resized back up
+    bilinearly (as the pipeline resizes the prediction) and converted to depth. Invalid -> NaN."""
+    import cv2
+
+    height, width = truth.shape
+    valid = valid_depth(truth)
+    inverse = np.zeros(truth.shape, np.float32)
+    np.divide(np.float32(1.0), truth, out=inverse, where=valid)
+    total = cv2.resize(inverse, (net_width, net_height), interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(valid.astype(np.float32), (net_width, net_height), interpolation=cv2.INTER_AREA)
+    low = np.full(total.shape, np.nan, np.float32)
+    np.divide(total, weight, out=low, where=weight > 0.5)
+    up = cv2.resize(low, (width, height), interpolation=cv2.INTER_LINEAR)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.float32(1.0) / up
+    depth[~valid_depth(depth)] = np.nan
+    return depth
+
+
+def flying_pixels(depth: np.ndarray, truth: np.ndarray, radius: int, tolerance: float = 0.05
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(flying, on_surface) masks of the valid pixels of ``depth``: flying when it is more than ``tolerance``
+    (relative) from the true depth of every valid pixel within ``radius`` (a (2 radius + 1)^2 window), i.e.
+    from every true surface nearby; on a surface otherwise. Pixels with no valid truth nearby are neither."""
+    height, width = depth.shape
+    truth = np.where(valid_depth(truth), truth, np.nan).astype(np.float32)
+    padded = np.pad(truth, radius, constant_values=np.nan)
+    best = np.full(depth.shape, np.inf, np.float32)
+    with np.errstate(invalid="ignore"):
+        for dy in range(2 * radius + 1):
+            for dx in range(2 * radius + 1):
+                near = padded[dy:dy + height, dx:dx + width]
+                error = np.abs(depth - near) / near
+                np.fmin(best, error, out=best)  # NaN (no truth there) never wins
+    known = valid_depth(depth) & np.isfinite(best)
+    return known & (best > tolerance), known & (best <= tolerance)

@@ -58,6 +58,8 @@ __all__ = [
     "area_taps",
     "depth_to_points",
     "download",
+    "edge_mask",
+    "filter_edges",
     "scale_depth",
     "normalise",
     "output_map",
@@ -247,6 +249,25 @@ def apply_depth_range(depth: torch.Tensor, min_depth: float, max_depth: float) -
     return depth.masked_fill_(outside, NAN)
 
 
+def edge_mask(depth: torch.Tensor, threshold: float, radius: int) -> torch.Tensor:
+    """``edges.edge_mask`` on a tensor: window maxima of depth and of inverse depth (invalid = 0) by max
+    pooling (its implicit -inf padding keeps the same pixels as OpenCV's replicated border)."""
+    depths = torch.nan_to_num(depth, nan=0.0)
+    inverse = torch.where(depths > 0, torch.full_like(depths, 1.0).div_(depths), 0.0)
+    size = 2 * radius + 1
+    farthest = F.max_pool2d(depths[None, None], size, stride=1, padding=radius)[0, 0]
+    nearest_inverse = F.max_pool2d(inverse[None, None], size, stride=1, padding=radius)[0, 0]
+    factor = _f32(1.0 + threshold)
+    return (farthest > depths * factor) & (nearest_inverse * depth > factor)
+
+
+def filter_edges(depth: torch.Tensor, threshold: float, radius: int) -> torch.Tensor:
+    """``edges.filter_edges`` in place; the count stays a device scalar (read after the download)."""
+    mask = edge_mask(depth, threshold, radius)
+    depth.masked_fill_(mask, NAN)
+    return mask.sum()
+
+
 def scale_depth(depth: torch.Tensor, factor: float) -> torch.Tensor:
     """depth *= float32(factor), in place (``metric.scale_depth``)."""
     return depth.mul_(_f32(factor))
@@ -396,6 +417,7 @@ def device_ops(pipeline: TorchPipeline) -> ArrayOps:
         to_metric=to_metric,
         apply_depth_range=apply_depth_range,
         scale=scale_depth,
+        filter_edges=filter_edges,
         points=pipeline.points,
         to_host=to_host,
         download=download,

@@ -83,6 +83,7 @@ class PipelineStats:
         self.input_rate = RateMeter(clock=clock)
         self.output_rate = RateMeter(clock=clock)
         self._stages: dict[str, deque[float]] = {}
+        self._edge_fractions: deque[float] = deque(maxlen=latency_window)  # of each frame's depth pixels
         self.last_problem = ""
         self.last_problem_time = 0.0
 
@@ -123,6 +124,11 @@ class PipelineStats:
                     window = self._stages[stage] = deque(maxlen=self._latency_window)
                 window.append(seconds)
 
+    def edges_filtered(self, fraction: float) -> None:
+        """The fraction of a frame's depth pixels the edge filter made invalid."""
+        with self._lock:
+            self._edge_fractions.append(fraction)
+
     def latency_ms(self, stage: str) -> tuple[float, float] | None:
         """(p50, p95) in milliseconds over the recent window, or None."""
         with self._lock:
@@ -146,6 +152,8 @@ class PipelineStats:
             ]
             pairs += [(f"dropped_{reason}", str(n)) for reason, n in sorted(self.dropped.items())]
             pairs += [(f"skipped_{reason}", str(n)) for reason, n in sorted(self.skipped.items())]
+            if self._edge_fractions:
+                pairs.append(("edge_filtered_fraction", f"{float(np.mean(self._edge_fractions)):.4f}"))
             stages = list(self._stages)
         for stage in stages:
             latency = self.latency_ms(stage)

@@ -184,6 +184,8 @@ class FrameProcessor:
         # More outputs from the same depth (the node's navigation outputs): called with
         # (DepthFrame, header, parameter values, emit) after the others; returns stage timings.
         self.extra_outputs: Callable[[Any, Any, Mapping[str, Any], Emit], dict[str, float]] | None = None
+        # Called with each frame's DepthFrame once it is estimated (the node counts the edge-filtered pixels).
+        self.on_frame: Callable[[DepthFrame], None] | None = None
 
     def configure(self, values: Mapping[str, Any]) -> None:
         """Apply (validated) parameter values without waiting for a frame in flight (it keeps its values; the
@@ -218,6 +220,8 @@ class FrameProcessor:
         values, settings = self._state  # this frame's parameters, whatever changes meanwhile
         stride = values["cloud_stride"] if wanted.points else None
         frame = self.estimator.estimate(rgb, camera, points_stride=stride, settings=settings)
+        if self.on_frame is not None:
+            self.on_frame(frame)
         t2 = time.perf_counter()
         self._emit_images(frame, msg.header, values, wanted, emit)
         t3 = time.perf_counter()

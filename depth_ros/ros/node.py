@@ -52,7 +52,7 @@ from depth_ros.core.scale_recovery import (
     ReferenceInputError,
     ScaleRecoverer,
 )
-from depth_ros.pipeline import DepthEstimator
+from depth_ros.pipeline import DepthEstimator, DepthFrame
 from depth_ros.resources import package_file, resolve_model_path
 from depth_ros.ros.dds import PROFILE as LARGE_DATA_PROFILE
 from depth_ros.ros.diagnostics import PipelineStats, Throttle
@@ -272,6 +272,7 @@ class DepthNode(LifecycleNode):
         self._estimator = estimator
         image_topic = self._image_base_topic()
         self._processor = FrameProcessor(estimator, self._values, image_topic=image_topic)
+        self._processor.on_frame = self._on_frame
         self._scale = None
         if self._values["scale_source"] != "fixed":
             self._scale = ScaleRecoverer(self._values["scale_source"], recovery_settings(self._values))
@@ -298,6 +299,10 @@ class DepthNode(LifecycleNode):
             f"{contract.input.width}x{contract.input.height} {contract.input.resize}) on "
             f"{estimator.backend.name}/{estimator.backend.device}"
         )
+
+    def _on_frame(self, frame: DepthFrame) -> None:
+        if self._processor is not None and self._processor.values["edge_filter"]:
+            self.stats.edges_filtered(frame.edge_pixels / max(1, frame.depth.size))
 
     def _on_backend_fallback(self, message: str) -> None:
         self._backend_fallback = message

@@ -93,6 +93,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(-1e9, 1e9)),
     ParamSpec("focal_rescale", _DEFAULTS.focal_rescale, "metric_depth models that declare focal_ratio: "
               "rescale depth by (fx/width) / focal_ratio"),
+    ParamSpec("edge_filter", _DEFAULTS.edge_filter, "depth discontinuities become invalid in depth, points, scan "
+              "and points_filtered: the flying pixels a network puts between a foreground and a background"),
+    ParamSpec("edge_threshold", _DEFAULTS.edge_threshold, "edge_filter: a pixel is a discontinuity when, within "
+              "one network pixel, there is depth more than this (relative) nearer and farther than its own",
+              range=(0.001, 10.0)),
     ParamSpec("scale_source", "fixed", "metric scale of relative_disparity models (a scale-only refinement for "
               "metric ones): 'fixed' = disparity_scale/shift; 'depth' = a metric depth image on 'reference_depth' "
               "(32FC1 m or 16UC1 mm, registered to the camera); 'points' = a PointCloud2 on 'reference_points' in "
@@ -238,6 +243,8 @@ def pipeline_settings(values: dict[str, Any]) -> PipelineSettings:
         disparity_scale=float(values["disparity_scale"]),
         disparity_shift=float(values["disparity_shift"]),
         focal_rescale=bool(values["focal_rescale"]),
+        edge_filter=bool(values["edge_filter"]),
+        edge_threshold=float(values["edge_threshold"]),
     )
 
 

@@ -260,3 +260,32 @@ def test_embedded_default_student_matches_its_model_card(tmp_path: Path) -> None
     m = json.loads((out / "summary.json").read_text())["metrics"]
     assert m["abs_rel"]["mean"] == pytest.approx(0.285, abs=0.01)
     assert m["delta1"]["mean"] == pytest.approx(0.546, abs=0.02)
+
+
+def test_eval_scores_with_and_without_the_edge_filter(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A perfect network at 256x192 on TUM frame 1 (its true inverse depth averaged down): what is left wrong
+    is the ramps the upsampling puts at depth edges, so with the edge filter fewer pixels are scored and the
+    error is lower."""
+    truth = tum_truth(1)
+    valid = (truth > 0).astype(np.float32)
+    inverse = np.divide(1.0, truth, out=np.zeros_like(truth), where=truth > 0)
+    total = cv2.resize(inverse, (256, 192), interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(valid, (256, 192), interpolation=cv2.INTER_AREA)
+    low = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0.5)  # 0: no depth there
+    fx = 520.9  # data/tum_fr2_desk's calibration (the tum_fr2 preset)
+    oracle = save_oracle(tmp_path, (fx / 640.0) * low, make_contract("canonical_inverse_depth", 192, 256),
+                         (192, 256), name="perfect_256.onnx")
+    scores = {}
+    for name, extra in (("without", []), ("with", ["--edge-filter"])):
+        out = tmp_path / name
+        code = eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--rgb-pattern", "rgb_1*",
+                         "--depth-pattern", "depth_1*", "--dataset", "tum_fr2", "--model", str(oracle),
+                         "--out", str(out), *extra])
+        printed = capsys.readouterr().out
+        assert code == 0, printed
+        assert ("edge filter (threshold 0.05)" in printed) == (name == "with")
+        (row,) = _read_csv(out / "per_frame.csv")
+        scores[name] = (float(row["abs_rel"]), int(row["n_pixels"]))
+    removed = scores["without"][1] - scores["with"][1]
+    assert 0 < removed < 0.1 * scores["without"][1]  # ramps at object edges and at the borders of holes
+    assert scores["with"][0] < 0.8 * scores["without"][0], scores

@@ -1,0 +1,83 @@
+"""`depth-ros bench --edges`: what the depth-edge filter removes, and what it costs (prints numbers).
+
+Exact depth (12 synthetic scenes and the real TUM / D435 frames in data/) through a network-like prediction
+at three network sizes (core.evaluation.network_like_depth): the fraction of flying pixels removed (more than
+5 % from every true surface within 4 pixels) and of pixels on a true surface removed, per threshold; then the
+filter's cost per 640x480 frame (median of 200 runs, OpenCV limited to ``threads``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cv2
+import numpy as np
+
+from depth_ros.core.edges import edge_mask
+from depth_ros.core.evaluation import flying_pixels, network_like_depth
+from depth_ros.resources import package_file
+from depth_ros.synthetic.generator import sample
+
+NETWORK_SIZES = ((518, 392), (256, 192), (128, 96))
+THRESHOLDS = (0.03, 0.05, 0.08, 0.12)
+REAL_FRAMES = (("tum_fr2_desk/depth_1.png", 5000.0), ("tum_fr2_desk/depth_2.png", 5000.0),
+               ("realsense_d435/depth_in_color_mm.png", 1000.0))
+
+
+def truth_frames(width: int = 640, height: int = 480, synthetic: int = 12) -> list[tuple[str, np.ndarray]]:
+    frames = [(f"synthetic_{i}", sample(777, i, width, height).depth.astype(np.float32)) for i in range(synthetic)]
+    for relative, scale in REAL_FRAMES:
+        path = package_file(f"data/{relative}")
+        if path is None:
+            continue
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float32) / np.float32(scale)
+        raw[raw <= 0] = np.nan
+        frames.append((relative.split("/")[0] + "/" + relative.split("/")[1], raw))
+    return frames
+
+
+def run(threads: int = 2) -> dict[str, object]:
+    frames = truth_frames()
+    results: dict[str, object] = {"frames": [name for name, _ in frames], "sizes": {}}
+    print(f"edge filter on {len(frames)} frames with exact depth ({', '.join(n for n, _ in frames)})")
+    print(f"{'network':>9} {'radius':>6} {'threshold':>9} {'flying %':>9} {'flying removed %':>17} "
+          f"{'surface removed %':>18}")
+    for net_w, net_h in NETWORK_SIZES:
+        radius = max(1, math.ceil(640 / net_w / 2))
+        predictions = []
+        for _, truth in frames:
+            depth = network_like_depth(truth, net_w, net_h)
+            predictions.append((depth, *flying_pixels(depth, truth, radius=4)))
+        rows = []
+        for threshold in THRESHOLDS:
+            counts = np.zeros(4, np.int64)
+            for depth, flying, surface in predictions:
+                removed = edge_mask(depth, threshold, radius)
+                counts += (flying.sum(), (flying & removed).sum(), surface.sum(), (surface & removed).sum())
+            flying_share = counts[0] / max(1, counts[0] + counts[2])
+            row = {"threshold": threshold, "radius": radius, "flying_fraction": float(flying_share),
+                   "flying_removed": float(counts[1] / max(1, counts[0])),
+                   "surface_removed": float(counts[3] / max(1, counts[2]))}
+            rows.append(row)
+            print(f"{net_w}x{net_h:<5} {radius:>6} {threshold:>9.2f} {100 * flying_share:>9.2f} "
+                  f"{100 * row['flying_removed']:>17.1f} {100 * row['surface_removed']:>18.2f}")
+        results["sizes"][f"{net_w}x{net_h}"] = rows  # type: ignore[index]
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        depth = network_like_depth(frames[1][1], 256, 192)
+        for _ in range(20):
+            edge_mask(depth, 0.05, 2)
+        times = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            edge_mask(depth, 0.05, 2)
+            times.append(time.perf_counter() - t0)
+    finally:
+        cv2.setNumThreads(previous)
+    cost = float(np.median(times) * 1e3)
+    results["cost_ms_640x480"] = cost
+    print(f"cost per 640x480 frame (radius 2, OpenCV threads {threads}): median {cost:.3f} ms, "
+          f"p95 {np.percentile(times, 95) * 1e3:.3f} ms")
+    return results
