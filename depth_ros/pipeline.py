@@ -3,7 +3,8 @@
 ``DepthEstimator`` is the one model entry point: it owns a backend and its model contract, and runs each
 frame down one path, written once:
 
-    plan the network input -> preprocess -> infer -> postprocess -> metric -> edges -> points -> download
+    plan the network input -> preprocess -> infer -> postprocess -> metric -> edges -> temporal -> points
+    -> download
 
 Every step comes from an ``ArrayOps`` table (depth_ros.core.array_ops), chosen once per backend:
 - host (numpy/OpenCV: core.preprocess, core.metric, core.pointcloud) for backends that run on host arrays
@@ -31,6 +32,7 @@ from depth_ros.core.contract import ModelContract, read_contract_from_onnx_metad
 from depth_ros.core.edges import edge_radius
 from depth_ros.core.metric import MetricContext
 from depth_ros.core.preprocess import InputGeometry, plan_input
+from depth_ros.core.temporal import TemporalFilter
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class DepthFrame:
     points: Any = None
     points_stride: int = 1
     edge_pixels: int = 0  # pixels the edge filter made invalid (in `depth`, and so in its points)
+    temporal_reset: bool = False  # the temporal filter restarted from this frame (published as estimated)
     prediction_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def prediction_map(self) -> np.ndarray | None:
@@ -194,13 +197,17 @@ class DepthEstimator:
         return host, geometry, timings
 
     def estimate(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None = None,
-                 settings: PipelineSettings | None = None) -> DepthFrame:
+                 settings: PipelineSettings | None = None, temporal: TemporalFilter | None = None,
+                 stamp: float = 0.0) -> DepthFrame:
         """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale.
 
         ``points_stride``: also return the point cloud of the depth image at this stride (``DepthFrame.points``);
         on the device path it comes back in the same transfer as the depth.
         ``settings``: this frame's conversion settings (default: ``self.settings``, read once here, so a
         change made while the frame is in flight applies to the next frame and never half-way through).
+        ``temporal``: the camera's temporal filter (core.temporal; the caller keeps one per camera), updated with
+        this frame at ``stamp`` (seconds, message time) after the edge filter and before the points. It runs on
+        host arrays: on the device path the depth goes to the host for it and back.
         """
         if rgb.shape[1] != camera.width or rgb.shape[0] != camera.height:
             raise ValueError(
@@ -211,7 +218,7 @@ class DepthEstimator:
         plan = self.plan(camera, settings)
         with self._ops.running():
             prediction, timings = self._network_map(rgb, plan.geometry)
-            return self._metric_frame(prediction, plan, points_stride, timings)
+            return self._metric_frame(prediction, plan, points_stride, timings, temporal, stamp)
 
     def _network_map(self, rgb: np.ndarray, geometry: InputGeometry) -> tuple[Any, dict[str, float]]:
         """Preprocess -> infer: (2-D output map at network resolution, timings), the map as the ops' array
@@ -228,9 +235,10 @@ class DepthEstimator:
         t2 = time.perf_counter()
         return prediction, {"preprocess": t1 - t0, "inference": t2 - t1}
 
-    def _metric_frame(self, raw: Any, plan: FramePlan, points_stride: int | None,
-                      timings: dict[str, float]) -> DepthFrame:
-        """Postprocess -> metric -> edges -> points -> download: a network output map -> DepthFrame on the host.
+    def _metric_frame(self, raw: Any, plan: FramePlan, points_stride: int | None, timings: dict[str, float],
+                      temporal: TemporalFilter | None = None, stamp: float = 0.0) -> DepthFrame:
+        """Postprocess -> metric -> edges -> temporal -> points -> download: a network output map -> DepthFrame
+        on the host.
 
         A scale hook works on numpy maps: on the device path the map it needs (the prediction of a relative
         model, the depth of a metric one) is copied to the host for it, an extra transfer that keeps online
@@ -258,11 +266,16 @@ class DepthEstimator:
         else:
             depth = ops.to_metric(prediction, self.contract, metric, plan.depth_range)
         edge_pixels = 0 if plan.edges is None else ops.filter_edges(depth, *plan.edges)
+        temporal_reset = False
+        if temporal is not None:
+            stabilised = temporal.update(ops.to_host(depth), stamp)
+            depth, temporal_reset = ops.from_host(stabilised.depth), stabilised.reset
         points = None if points_stride is None else ops.points(depth, depth_camera, int(points_stride))
         host_depth, host_points = ops.download(depth, points)  # on a device: the one device -> host copy
         timings["postprocess"] = time.perf_counter() - t0
         frame = DepthFrame(depth=host_depth, camera=depth_camera, timings=timings, prediction=host_prediction,
-                           points=host_points, points_stride=int(points_stride or 1), edge_pixels=int(edge_pixels))
+                           points=host_points, points_stride=int(points_stride or 1), edge_pixels=int(edge_pixels),
+                           temporal_reset=temporal_reset)
         if host_prediction is None:
             frame.prediction_loader = lambda: ops.to_host(prediction)
         return frame

@@ -117,16 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edges", action="store_true",
                    help="only the depth-edge filter: flying pixels removed and true surfaces kept on exact depth "
                         "with network-like predictions, and its cost per 640x480 frame")
+    p.add_argument("--temporal", action="store_true",
+                   help="only the temporal filter: noise on a static camera, sudden changes and moving cameras on "
+                        "synthetic sequences with exact depth")
     p.add_argument("--json", dest="json_path", help="write the results as JSON here")
     p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.edges:
-        from depth_ros.cli import bench_edges
+    if args.edges or args.temporal:
+        from depth_ros.cli import bench_edges, bench_temporal
 
-        results = bench_edges.run()
+        results = bench_edges.run() if args.edges else bench_temporal.run()
         if args.json_path:
             Path(args.json_path).write_text(json.dumps(results, indent=2))
         return 0

@@ -37,6 +37,7 @@ class ArrayOps:
     filter_edges: Callable[[Any, float, int], Any]  # (depth, threshold, radius): flying pixels -> NaN; a count
     points: Callable[..., Any]  # (depth, camera, stride) -> x, y, z (the layout `download` returns)
     to_host: Callable[[Any], np.ndarray]  # one array as numpy (a copy from a device)
+    from_host: Callable[[np.ndarray], Any]  # a numpy array as this library's array (a copy to a device)
     download: Callable[[Any, Any], tuple[np.ndarray, Any]]  # depth (+ points) on the host: one transfer
     running: Callable[[], AbstractContextManager[Any]]  # the context a frame runs in (torch's inference mode)
     synchronize: Callable[[], None] | None  # wait for queued work (timings); None: a step returns when done
@@ -63,6 +64,7 @@ def host_ops(spec: InputSpec) -> ArrayOps:
         filter_edges=filter_edges,
         points=depth_to_point_planes,
         to_host=np.asarray,
+        from_host=np.asarray,
         download=_on_host,
         running=nullcontext,
         synchronize=None,

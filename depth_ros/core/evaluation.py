@@ -259,3 +259,33 @@ def flying_pixels(depth: np.ndarray, truth: np.ndarray, radius: int, tolerance: 
                 np.fmin(best, error, out=best)  # NaN (no truth there) never wins
     known = valid_depth(depth) & np.isfinite(best)
     return known & (best > tolerance), known & (best <= tolerance)
+
+
+# ----------------------------------------------------------------------------- temporal stability
+
+
+def jittered_prediction(truth: np.ndarray, rng: np.random.Generator, scale_jitter: float = 0.03,
+                        pixel_noise: float = 0.02) -> np.ndarray:
+    """A noisy per-frame estimate of ``truth``: one global scale error N(0, scale_jitter) for the frame and
+    independent per-pixel errors N(0, pixel_noise), both relative; invalid truth -> NaN."""
+    scale = np.float32(1.0 + rng.normal(0.0, scale_jitter))
+    noise = (1.0 + rng.normal(0.0, pixel_noise, truth.shape)).astype(np.float32)
+    depth = (truth * scale * noise).astype(np.float32)
+    depth[~valid_depth(truth)] = np.nan
+    return depth
+
+
+def frame_to_frame_noise(depth: np.ndarray, previous: np.ndarray) -> float:
+    """RMS of the log depth change between two frames over the pixels valid in both (0 when none)."""
+    both = valid_depth(depth) & valid_depth(previous)
+    if not both.any():
+        return 0.0
+    return float(np.sqrt(np.mean((np.log(depth[both]) - np.log(previous[both])) ** 2)))
+
+
+def abs_rel(depth: np.ndarray, truth: np.ndarray) -> float:
+    """Mean |D - G| / G over the pixels valid in both (NaN when none)."""
+    both = valid_depth(depth) & valid_depth(truth)
+    if not both.any():
+        return math.nan
+    return float(np.mean(np.abs(depth[both] - truth[both]) / truth[both]))

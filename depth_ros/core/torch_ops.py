@@ -362,6 +362,10 @@ class TorchPipeline:
         self._staging_done.record(torch.cuda.current_stream(self.device))
         return device_image
 
+    def from_host(self, array: np.ndarray) -> torch.Tensor:
+        """A float32 host array on the device (an extra transfer: only for what the host computed)."""
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
+
     def area_taps(self, geometry: InputGeometry) -> tuple[Taps, Taps] | None:
         """(rows, cols) taps of the image -> content region resize when it is an area resize (both sides
         shrink, ``resize_mode``); None when it is bilinear or the identity."""
@@ -420,6 +424,7 @@ def device_ops(pipeline: TorchPipeline) -> ArrayOps:
         filter_edges=filter_edges,
         points=pipeline.points,
         to_host=to_host,
+        from_host=pipeline.from_host,
         download=download,
         running=torch.inference_mode,
         synchronize=pipeline.synchronize if pipeline.is_cuda else None,

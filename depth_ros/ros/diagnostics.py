@@ -84,6 +84,8 @@ class PipelineStats:
         self.output_rate = RateMeter(clock=clock)
         self._stages: dict[str, deque[float]] = {}
         self._edge_fractions: deque[float] = deque(maxlen=latency_window)  # of each frame's depth pixels
+        self.temporal_frames = 0  # frames through the temporal filter, and those it restarted from
+        self.temporal_resets = 0
         self.last_problem = ""
         self.last_problem_time = 0.0
 
@@ -129,6 +131,12 @@ class PipelineStats:
         with self._lock:
             self._edge_fractions.append(fraction)
 
+    def temporal_filtered(self, reset: bool) -> None:
+        """A frame through the temporal filter; ``reset``: the state restarted from it."""
+        with self._lock:
+            self.temporal_frames += 1
+            self.temporal_resets += int(reset)
+
     def latency_ms(self, stage: str) -> tuple[float, float] | None:
         """(p50, p95) in milliseconds over the recent window, or None."""
         with self._lock:
@@ -152,6 +160,8 @@ class PipelineStats:
             ]
             pairs += [(f"dropped_{reason}", str(n)) for reason, n in sorted(self.dropped.items())]
             pairs += [(f"skipped_{reason}", str(n)) for reason, n in sorted(self.skipped.items())]
+            if self.temporal_frames:
+                pairs.append(("temporal_resets", f"{self.temporal_resets} of {self.temporal_frames} frames"))
             if self._edge_fractions:
                 pairs.append(("edge_filtered_fraction", f"{float(np.mean(self._edge_fractions)):.4f}"))
             stages = list(self._stages)

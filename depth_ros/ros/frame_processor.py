@@ -20,9 +20,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from depth_ros.core.camera import CameraInfoError, CameraModel
 from depth_ros.core.colorize import colorize_depth
 from depth_ros.core.pointcloud import cloud_colours
+from depth_ros.core.temporal import TemporalFilter
 from depth_ros.pipeline import DepthEstimator, DepthFrame
 from depth_ros.ros import codecs
-from depth_ros.ros.parameters import pipeline_settings
+from depth_ros.ros.parameters import pipeline_settings, temporal_settings
 
 MAX_CAMERA_SIZES = 4  # CameraInfo kept per image size (a driver switching modes, several streams)
 
@@ -180,6 +181,9 @@ class FrameProcessor:
         # (parameter values, pipeline settings): replaced whole by configure(), read once per frame, so a
         # parameter change never waits for the frame in flight and never applies half-way through one.
         self._state: tuple[dict[str, Any], Any] = ({}, None)
+        # The temporal filter of this camera (None when off) and the camera model its state belongs to.
+        self._temporal: TemporalFilter | None = None
+        self._temporal_camera: CameraModel | None = None
         self.configure(values)
         # More outputs from the same depth (the node's navigation outputs): called with
         # (DepthFrame, header, parameter values, emit) after the others; returns stage timings.
@@ -193,6 +197,11 @@ class FrameProcessor:
         previous = self._state[0]
         rectified_changed = bool(previous) and values["input_rectified"] != previous["input_rectified"]
         settings = pipeline_settings(values)
+        temporal = temporal_settings(values)
+        if temporal is None:
+            self._temporal = None
+        elif self._temporal is None or self._temporal.settings != temporal:
+            self._temporal = TemporalFilter(temporal)  # a new time constant starts from the next frame
         self._state = (dict(values), settings)  # one reference swap: atomic for the worker
         self.estimator.settings = settings
         if rectified_changed:
@@ -219,7 +228,12 @@ class FrameProcessor:
         t1 = time.perf_counter()
         values, settings = self._state  # this frame's parameters, whatever changes meanwhile
         stride = values["cloud_stride"] if wanted.points else None
-        frame = self.estimator.estimate(rgb, camera, points_stride=stride, settings=settings)
+        temporal = self._temporal
+        if temporal is not None and camera is not self._temporal_camera:
+            temporal.reset()  # a new calibration (or the first frame): the state describes other pixels
+            self._temporal_camera = camera
+        frame = self.estimator.estimate(rgb, camera, points_stride=stride, settings=settings, temporal=temporal,
+                                        stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         if self.on_frame is not None:
             self.on_frame(frame)
         t2 = time.perf_counter()

@@ -301,8 +301,11 @@ class DepthNode(LifecycleNode):
         )
 
     def _on_frame(self, frame: DepthFrame) -> None:
-        if self._processor is not None and self._processor.values["edge_filter"]:
+        values = self._processor.values if self._processor is not None else {}
+        if values.get("edge_filter"):
             self.stats.edges_filtered(frame.edge_pixels / max(1, frame.depth.size))
+        if values.get("temporal_filter"):
+            self.stats.temporal_filtered(frame.temporal_reset)
 
     def _on_backend_fallback(self, message: str) -> None:
         self._backend_fallback = message

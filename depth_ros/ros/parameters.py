@@ -3,6 +3,7 @@ and the validation shared by startup and runtime changes. Pure Python, no ROS im
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from depth_ros.backends.check import CHECK_POLICIES
 from depth_ros.core.colorize import COLORMAPS
 from depth_ros.core.scale_recovery import SOURCES as SCALE_SOURCES
 from depth_ros.core.scale_recovery import RecoverySettings
+from depth_ros.core.temporal import TemporalSettings
 from depth_ros.pipeline import PipelineSettings
 
 
@@ -27,6 +29,7 @@ class ParamSpec:
 
 _DEFAULTS = PipelineSettings()
 _RECOVERY = RecoverySettings()
+_TEMPORAL = TemporalSettings()
 
 QOS_RELIABILITIES = ("best_effort", "reliable")
 
@@ -98,6 +101,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("edge_threshold", _DEFAULTS.edge_threshold, "edge_filter: a pixel is a discontinuity when, within "
               "one network pixel, there is depth more than this (relative) nearer and farther than its own",
               range=(0.001, 10.0)),
+    ParamSpec("temporal_filter", False, "stabilise depth over time: static parts settle (scale jitter and noise "
+              "averaged in log depth), changes are followed at once; resets on a new CameraInfo, image size, a scene "
+              "cut or a jump in message time"),
+    ParamSpec("temporal_time_constant", _TEMPORAL.time_constant, "temporal_filter: seconds of message time over "
+              "which a static pixel settles (bags replay like live data)", range=(0.001, 60.0)),
     ParamSpec("scale_source", "fixed", "metric scale of relative_disparity models (a scale-only refinement for "
               "metric ones): 'fixed' = disparity_scale/shift; 'depth' = a metric depth image on 'reference_depth' "
               "(32FC1 m or 16UC1 mm, registered to the camera); 'points' = a PointCloud2 on 'reference_points' in "
@@ -246,6 +254,13 @@ def pipeline_settings(values: dict[str, Any]) -> PipelineSettings:
         edge_filter=bool(values["edge_filter"]),
         edge_threshold=float(values["edge_threshold"]),
     )
+
+
+def temporal_settings(values: Mapping[str, Any]) -> TemporalSettings | None:
+    """The temporal filter's settings, or None when it is off."""
+    if not values["temporal_filter"]:
+        return None
+    return TemporalSettings(time_constant=float(values["temporal_time_constant"]))
 
 
 def recovery_settings(values: dict[str, Any]) -> RecoverySettings:

@@ -111,3 +111,25 @@ def sample(seed: int, index: int, width: int, height: int, kind: str | None = No
     camera = PinholeCamera(width, height, fx, fy, cx, cy, position, float(yaw),
                            float(rng.uniform(-0.15, 0.45)), float(rng.normal(0.0, 0.03)))
     return render(scene, camera, rng)
+
+
+def sequence(seed: int, count: int, width: int, height: int, rate_hz: float = 15.0, speed: float = 0.0,
+             yaw_rate: float = 0.0, kind: str | None = None) -> list[Frame]:
+    """``count`` frames of ONE random scene (``sample``'s scene, intrinsics and start pose for ``seed``)
+    seen by a camera that moves ahead along its heading at ``speed`` m/s and turns at ``yaw_rate`` rad/s,
+    ``rate_hz`` frames per second: a sequence with exact depth for temporal filtering."""
+    rng = np.random.default_rng([seed, 0])
+    kind = kind or str(rng.choice(SCENE_KINDS, p=SCENE_WEIGHTS))
+    scene, position, _ = random_scene(rng, kind)
+    fx, fy, cx, cy = random_intrinsics(rng, width, height)
+    yaw = rng.uniform(-0.5, 0.5) if kind != "outdoor" else rng.uniform(-0.6, 0.6)
+    pitch, roll = float(rng.uniform(-0.15, 0.45)), float(rng.normal(0.0, 0.03))
+    frames = []
+    x, y, z = position
+    for index in range(count):
+        heading = yaw + yaw_rate * index / rate_hz
+        camera = PinholeCamera(width, height, fx, fy, cx, cy, (x, y, z), float(heading), pitch, roll)
+        frames.append(render(scene, camera, np.random.default_rng([seed, 1, index])))
+        step = speed / rate_hz
+        x, z = x + step * math.sin(heading), z + step * math.cos(heading)
+    return frames
