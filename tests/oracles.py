@@ -159,3 +159,15 @@ def random_dav2_checkpoint(path: Path, seed: int = 1) -> Path:
     state["depth_head.scratch.output_conv2.2.weight"] *= 40.0
     torch.save(state, path)
     return path
+
+
+def step_ramp_depth(width: int, net_width: int, fx: float, near: float, far: float) -> np.ndarray:
+    """Depth per image column of a perfect canonical_inverse_depth network's step (``near`` left of its column
+    net_width // 2, ``far`` from it) resized net_width -> width with cv2 INTER_LINEAR's convention (half-pixel
+    centres, edge clamped), in inverse depth as the pipeline resizes the prediction before conversion."""
+    inverse = np.where(np.arange(net_width) < net_width // 2, (fx / width) / near, (fx / width) / far)
+    x = (np.arange(width) + 0.5) * net_width / width - 0.5
+    left = np.clip(np.floor(x).astype(int), 0, net_width - 1)
+    right = np.clip(left + 1, 0, net_width - 1)
+    frac = np.clip(x - np.floor(x), 0.0, 1.0)
+    return (fx / width) / (inverse[left] * (1 - frac) + inverse[right] * frac)

@@ -8,13 +8,13 @@ filter's cost per 640x480 frame (median of 200 runs, OpenCV limited to ``threads
 
 from __future__ import annotations
 
-import math
 import time
 
 import cv2
 import numpy as np
 
-from depth_ros.core.edges import edge_mask
+from depth_ros.bags.samples import read_depth_file
+from depth_ros.core.edges import edge_mask, window_radius
 from depth_ros.core.evaluation import flying_pixels, network_like_depth
 from depth_ros.resources import package_file
 from depth_ros.synthetic.generator import sample
@@ -26,15 +26,28 @@ REAL_FRAMES = (("tum_fr2_desk/depth_1.png", 5000.0), ("tum_fr2_desk/depth_2.png"
 
 
 def truth_frames(width: int = 640, height: int = 480, synthetic: int = 12) -> list[tuple[str, np.ndarray]]:
+    """Exact depth: ``synthetic`` procedural scenes and the real frames shipped in data/ (when installed)."""
     frames = [(f"synthetic_{i}", sample(777, i, width, height).depth.astype(np.float32)) for i in range(synthetic)]
     for relative, scale in REAL_FRAMES:
         path = package_file(f"data/{relative}")
-        if path is None:
-            continue
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float32) / np.float32(scale)
-        raw[raw <= 0] = np.nan
-        frames.append((relative.split("/")[0] + "/" + relative.split("/")[1], raw))
+        if path is not None:
+            frames.append((relative, read_depth_file(path, scale)))
     return frames
+
+
+def edge_removal(frames: list[tuple[str, np.ndarray]], net_width: int, net_height: int,
+                 thresholds: tuple[float, ...]) -> dict[float, tuple[int, int, int, int]]:
+    """Per threshold: (flying pixels, of those removed, true-surface pixels, of those removed) over ``frames``
+    predicted by a perfect network at net_width x net_height, with the node's window for that size."""
+    radius = window_radius(frames[0][1].shape[1], net_width)
+    counts = {threshold: np.zeros(4, np.int64) for threshold in thresholds}
+    for _, truth in frames:
+        depth = network_like_depth(truth, net_width, net_height)
+        flying, surface = flying_pixels(depth, truth, radius=4)
+        for threshold in thresholds:
+            removed = edge_mask(depth, threshold, radius)
+            counts[threshold] += (flying.sum(), (flying & removed).sum(), surface.sum(), (surface & removed).sum())
+    return {threshold: tuple(int(n) for n in c) for threshold, c in counts.items()}  # type: ignore[misc]
 
 
 def run(threads: int = 2) -> dict[str, object]:
@@ -44,23 +57,15 @@ def run(threads: int = 2) -> dict[str, object]:
     print(f"{'network':>9} {'radius':>6} {'threshold':>9} {'flying %':>9} {'flying removed %':>17} "
           f"{'surface removed %':>18}")
     for net_w, net_h in NETWORK_SIZES:
-        radius = max(1, math.ceil(640 / net_w / 2))
-        predictions = []
-        for _, truth in frames:
-            depth = network_like_depth(truth, net_w, net_h)
-            predictions.append((depth, *flying_pixels(depth, truth, radius=4)))
+        radius = window_radius(frames[0][1].shape[1], net_w)
         rows = []
-        for threshold in THRESHOLDS:
-            counts = np.zeros(4, np.int64)
-            for depth, flying, surface in predictions:
-                removed = edge_mask(depth, threshold, radius)
-                counts += (flying.sum(), (flying & removed).sum(), surface.sum(), (surface & removed).sum())
-            flying_share = counts[0] / max(1, counts[0] + counts[2])
-            row = {"threshold": threshold, "radius": radius, "flying_fraction": float(flying_share),
-                   "flying_removed": float(counts[1] / max(1, counts[0])),
-                   "surface_removed": float(counts[3] / max(1, counts[2]))}
+        for threshold, (flying, flying_removed, surface, surface_removed) in edge_removal(
+                frames, net_w, net_h, THRESHOLDS).items():
+            row = {"threshold": threshold, "radius": radius, "flying_fraction": flying / max(1, flying + surface),
+                   "flying_removed": flying_removed / max(1, flying),
+                   "surface_removed": surface_removed / max(1, surface)}
             rows.append(row)
-            print(f"{net_w}x{net_h:<5} {radius:>6} {threshold:>9.2f} {100 * flying_share:>9.2f} "
+            print(f"{net_w}x{net_h:<5} {radius:>6} {threshold:>9.2f} {100 * row['flying_fraction']:>9.2f} "
                   f"{100 * row['flying_removed']:>17.1f} {100 * row['surface_removed']:>18.2f}")
         results["sizes"][f"{net_w}x{net_h}"] = rows  # type: ignore[index]
     previous = cv2.getNumThreads()

@@ -23,11 +23,15 @@ import numpy as np
 from depth_ros.core.preprocess import InputGeometry
 
 
+def window_radius(depth_width: int, content_width: int) -> int:
+    """Half the width of one network pixel in the depth image, rounded up, at least 1: the window radius
+    for a depth image ``depth_width`` wide of a network whose image content is ``content_width`` wide."""
+    return max(1, math.ceil(depth_width / max(1, content_width) / 2))
+
+
 def edge_radius(geometry: InputGeometry, depth_width: int) -> int:
-    """The window radius (pixels of the depth image) for a depth image ``depth_width`` wide of a network
-    input ``geometry``: half the width of one network pixel in the depth image, rounded up, at least 1."""
-    factor = depth_width / max(1, geometry.content_width)
-    return max(1, math.ceil(factor / 2))
+    """``window_radius`` of a network input ``geometry`` for a depth image ``depth_width`` wide."""
+    return window_radius(depth_width, geometry.content_width)
 
 
 def edge_mask(depth: np.ndarray, threshold: float, radius: int) -> np.ndarray:

@@ -221,13 +221,11 @@ def summarise(frames: list[FrameMetrics]) -> dict[str, dict[str, float]]:
 # ----------------------------------------------------------------------------- flying pixels
 
 
-def network_like_depth(truth: np.ndarray, net_width: int, net_height: int) -> np.ndarray:
-    """What a perfect network at ``net_width`` x ``net_height`` would give through the pipeline: the true
-    inverse depth area-averaged down to the network's resolution (over valid pixels only), resized back up
-    bilinearly (as the pipeline resizes the prediction) and converted to depth. Invalid -> NaN."""
+def network_like_inverse(truth: np.ndarray, net_width: int, net_height: int) -> np.ndarray:
+    """What a perfect network at ``net_width`` x ``net_height`` would output: the true inverse depth
+    area-averaged down to its resolution over valid pixels only (NaN where under half a cell is valid)."""
     import cv2
 
-    height, width = truth.shape
     valid = valid_depth(truth)
     inverse = np.zeros(truth.shape, np.float32)
     np.divide(np.float32(1.0), truth, out=inverse, where=valid)
@@ -235,7 +233,17 @@ def network_like_depth(truth: np.ndarray, net_width: int, net_height: int) -> np
     weight = cv2.resize(valid.astype(np.float32), (net_width, net_height), interpolation=cv2.INTER_AREA)
     low = np.full(total.shape, np.nan, np.float32)
     np.divide(total, weight, out=low, where=weight > 0.5)
-    up = cv2.resize(low, (width, height), interpolation=cv2.INTER_LINEAR)
+    return low
+
+
+def network_like_depth(truth: np.ndarray, net_width: int, net_height: int) -> np.ndarray:
+    """``network_like_inverse`` through the pipeline: resized back up bilinearly (as the pipeline resizes the
+    prediction) and converted to depth. Invalid -> NaN."""
+    import cv2
+
+    height, width = truth.shape
+    up = cv2.resize(network_like_inverse(truth, net_width, net_height), (width, height),
+                    interpolation=cv2.INTER_LINEAR)
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = np.float32(1.0) / up
     depth[~valid_depth(depth)] = np.nan
@@ -281,11 +289,3 @@ def frame_to_frame_noise(depth: np.ndarray, previous: np.ndarray) -> float:
     if not both.any():
         return 0.0
     return float(np.sqrt(np.mean((np.log(depth[both]) - np.log(previous[both])) ** 2)))
-
-
-def abs_rel(depth: np.ndarray, truth: np.ndarray) -> float:
-    """Mean |D - G| / G over the pixels valid in both (NaN when none)."""
-    both = valid_depth(depth) & valid_depth(truth)
-    if not both.any():
-        return math.nan
-    return float(np.mean(np.abs(depth[both] - truth[both]) / truth[both]))

@@ -90,6 +90,6 @@ class TemporalFilter:
         return TemporalResult(out, False, float(changed_fraction))
 
     def _restart(self, depth: np.ndarray, log_depth: np.ndarray, stamp: float) -> TemporalResult:
-        self._log_depth = np.array(log_depth, dtype=np.float32)
+        self._log_depth = log_depth  # a new array of this frame's: the state owns it
         self._stamp = stamp
         return TemporalResult(depth, True, 1.0)

@@ -7,40 +7,24 @@ predictions (core.evaluation.network_like_depth)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from oracles import camera_info, make_contract, save_oracle
+from oracles import camera_info, make_contract, save_oracle, step_ramp_depth
 
+from depth_ros.cli.bench_edges import edge_removal, truth_frames
 from depth_ros.core.camera import CameraModel
 from depth_ros.core.edges import edge_mask, edge_radius, filter_edges
-from depth_ros.core.evaluation import flying_pixels, network_like_depth
+from depth_ros.core.evaluation import network_like_depth
 from depth_ros.core.preprocess import plan_input
 from depth_ros.pipeline import DepthEstimator, PipelineSettings
 from depth_ros.synthetic.generator import sample
 
-REPO = Path(__file__).resolve().parents[2]
 W, H = 640, 480
 NET_W, NET_H = 256, 192
 FX = 500.0
 NEAR, FAR = 1.0, 2.0
-
-
-def step_depth_columns() -> np.ndarray:
-    """Depth per image column of a perfect prediction of a step (NEAR left of the network's column 128,
-    FAR from it) resized 256 -> 640 bilinearly with half-pixel centres (cv2 INTER_LINEAR), in inverse depth
-    as canonical_inverse_depth is resized before conversion."""
-    c_near, c_far = (FX / W) / NEAR, (FX / W) / FAR
-    row = np.where(np.arange(NET_W) < NET_W // 2, c_near, c_far)
-    x = (np.arange(W) + 0.5) * NET_W / W - 0.5
-    left = np.clip(np.floor(x).astype(int), 0, NET_W - 1)
-    right = np.clip(left + 1, 0, NET_W - 1)
-    frac = np.clip(x - np.floor(x), 0, 1)
-    c = row[left] * (1 - frac) + row[right] * frac
-    return (FX / W) / c
 
 
 def step_estimator(tmp_path: Path) -> DepthEstimator:
@@ -67,7 +51,7 @@ def test_a_step_loses_exactly_its_ramp_and_keeps_both_planes(tmp_path: Path) -> 
     filtered = estimator.estimate(rgb, camera, settings=PipelineSettings(edge_filter=True), points_stride=1)
     np.testing.assert_array_equal(off.depth, plain.depth)  # off is today's output, bit for bit
     assert off.edge_pixels == 0
-    columns = step_depth_columns()
+    columns = step_ramp_depth(W, NET_W, FX, NEAR, FAR)
     np.testing.assert_allclose(plain.depth[0], columns, rtol=1e-5)  # the convention the ramp follows
     # Flying: more than 5 % from both planes. The window (radius 2) reaches both plateaus from every ramp pixel.
     flying = (columns > NEAR * 1.05 + 1e-4) & (columns < FAR / 1.05 - 1e-4)
@@ -82,33 +66,14 @@ def test_a_step_loses_exactly_its_ramp_and_keeps_both_planes(tmp_path: Path) -> 
     assert np.isnan(z[removed]).all() and np.isfinite(z[~removed]).all() and np.isnan(x[removed]).all()
 
 
-def real_frames() -> list[tuple[str, np.ndarray]]:
-    frames = []
-    for name, path, scale in (("tum_1", "data/tum_fr2_desk/depth_1.png", 5000.0),
-                              ("tum_2", "data/tum_fr2_desk/depth_2.png", 5000.0),
-                              ("d435", "data/realsense_d435/depth_in_color_mm.png", 1000.0)):
-        raw = cv2.imread(str(REPO / path), cv2.IMREAD_UNCHANGED).astype(np.float32) / np.float32(scale)
-        raw[raw <= 0] = np.nan
-        frames.append((name, raw))
-    return frames
-
-
 @pytest.mark.parametrize("net", [(256, 192), (128, 96), (518, 392)])
 def test_flying_pixels_go_and_true_surfaces_stay(net: tuple[int, int]) -> None:
     """The claim of README "Navigation-grade depth": >= 90 % of flying pixels removed, <= 5 % of the pixels on
     a true surface, over 12 synthetic scenes and the real frames, at the default threshold."""
-    frames = [(f"synthetic_{i}", sample(777, i, W, H).depth.astype(np.float32)) for i in range(12)]
-    frames += real_frames()
-    radius = max(1, math.ceil(W / net[0] / 2))
-    flying_total = flying_removed = surface_total = surface_removed = 0
-    for _, truth in frames:
-        depth = network_like_depth(truth, *net)
-        flying, surface = flying_pixels(depth, truth, radius=4)
-        removed = edge_mask(depth, PipelineSettings().edge_threshold, radius)
-        flying_total += int(flying.sum())
-        flying_removed += int((flying & removed).sum())
-        surface_total += int(surface.sum())
-        surface_removed += int((surface & removed).sum())
+    frames = truth_frames()
+    assert {name for name, _ in frames} >= {"tum_fr2_desk/depth_1.png", "realsense_d435/depth_in_color_mm.png"}
+    threshold = PipelineSettings().edge_threshold
+    flying_total, flying_removed, surface_total, surface_removed = edge_removal(frames, *net, (threshold,))[threshold]
     assert flying_total > 1000  # the scenes have edges to filter
     assert flying_removed >= 0.9 * flying_total, (flying_removed, flying_total)
     assert surface_removed <= 0.05 * surface_total, (surface_removed, surface_total)

@@ -19,7 +19,7 @@ from test_real_data import TUM, TUM_CX, TUM_CY, TUM_FX, TUM_FY
 
 from depth_ros.bags.io import BagWriter
 from depth_ros.cli import main as cli_main
-from depth_ros.core.evaluation import BOUNDARY_THRESHOLDS, align, boundary_f1, depth_metrics
+from depth_ros.core.evaluation import BOUNDARY_THRESHOLDS, align, boundary_f1, depth_metrics, network_like_inverse
 
 LN2 = math.log(2.0)
 
@@ -267,11 +267,7 @@ def test_eval_scores_with_and_without_the_edge_filter(tmp_path: Path, capsys: py
     is the ramps the upsampling puts at depth edges, so with the edge filter fewer pixels are scored and the
     error is lower."""
     truth = tum_truth(1)
-    valid = (truth > 0).astype(np.float32)
-    inverse = np.divide(1.0, truth, out=np.zeros_like(truth), where=truth > 0)
-    total = cv2.resize(inverse, (256, 192), interpolation=cv2.INTER_AREA)
-    weight = cv2.resize(valid, (256, 192), interpolation=cv2.INTER_AREA)
-    low = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0.5)  # 0: no depth there
+    low = np.nan_to_num(network_like_inverse(truth, 256, 192), nan=0.0)  # 0: no depth there
     fx = 520.9  # data/tum_fr2_desk's calibration (the tum_fr2 preset)
     oracle = save_oracle(tmp_path, (fx / 640.0) * low, make_contract("canonical_inverse_depth", 192, 256),
                          (192, 256), name="perfect_256.onnx")

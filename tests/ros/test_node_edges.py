@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from oracles import camera_info, make_contract, save_oracle
+from oracles import camera_info, make_contract, save_oracle, step_ramp_depth
 from ros_harness import depth_array
 from sensor_msgs.msg import Image
 from test_node_geometry import set_ok
@@ -22,13 +22,8 @@ NEAR, FAR = 1.0, 2.0
 
 
 def ramp_columns() -> np.ndarray:
-    """Columns whose depth lies more than 5 % from both planes: the step's bilinear ramp (cv2 INTER_LINEAR,
-    half-pixel centres, 256 -> 640) in canonical inverse depth."""
-    c = np.where(np.arange(NET_W) < NET_W // 2, (FX / W) / NEAR, (FX / W) / FAR)
-    x = (np.arange(W) + 0.5) * NET_W / W - 0.5
-    left = np.clip(np.floor(x).astype(int), 0, NET_W - 1)
-    frac = np.clip(x - np.floor(x), 0, 1)
-    depth = (FX / W) / (c[left] * (1 - frac) + c[np.clip(left + 1, 0, NET_W - 1)] * frac)
+    """Columns whose depth lies more than 5 % from both planes: the step's bilinear ramp."""
+    depth = step_ramp_depth(W, NET_W, FX, NEAR, FAR)
     return (depth > NEAR * 1.05) & (depth < FAR / 1.05)
 
 
