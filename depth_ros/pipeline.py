@@ -4,7 +4,7 @@
 frame down one path, written once:
 
     plan the network input -> preprocess -> infer -> postprocess -> metric -> edges -> temporal -> points
-    -> download
+    -> download (-> confidence, on the host, when asked)
 
 Every step comes from an ``ArrayOps`` table (depth_ros.core.array_ops), chosen once per backend:
 - host (numpy/OpenCV: core.preprocess, core.metric, core.pointcloud) for backends that run on host arrays
@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from depth_ros.backends import BackendOptions, InferenceBackend, create_backend
+from depth_ros.backends import BackendOptions, InferenceBackend, ModelLoadError, create_backend
 from depth_ros.core.array_ops import ArrayOps, host_ops
 from depth_ros.core.camera import CameraModel
+from depth_ros.core.confidence import frame_confidence
 from depth_ros.core.contract import ModelContract, read_contract_from_onnx_metadata
 from depth_ros.core.edges import edge_radius
 from depth_ros.core.metric import MetricContext
 from depth_ros.core.preprocess import InputGeometry, plan_input
-from depth_ros.core.temporal import TemporalFilter
+from depth_ros.core.temporal import TemporalFilter, TemporalResult
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class DepthFrame:
     points_stride: int = 1
     edge_pixels: int = 0  # pixels the edge filter made invalid (in `depth`, and so in its points)
     temporal_reset: bool = False  # the temporal filter restarted from this frame (published as estimated)
+    confidence: np.ndarray | None = None  # (h, w) float32 in [0, 1] (core.confidence), when estimate() was asked
     prediction_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def prediction_map(self) -> np.ndarray | None:
@@ -99,6 +101,7 @@ class FramePlan:
     metric: MetricContext  # the settings' conversion; a scale hook replaces its scale and shift per frame
     depth_range: tuple[float, float]  # metres kept (the settings' range within the contract's)
     edges: tuple[float, int] | None  # the edge filter's (threshold, window radius), None when it is off
+    window_radius: int = 1  # one network pixel in the depth image, half-width (the edge and confidence windows)
 
 
 class DepthEstimator:
@@ -125,8 +128,16 @@ class DepthEstimator:
             device_pipeline = offers_device_inference(backend)
         elif device_pipeline and not offers_device_inference(backend):
             raise ValueError(f"backend {backend.name!r} has no infer_device: it cannot run the torch pipeline")
+        confidence_output = contract.confidence_output
+        outputs = getattr(backend, "output_count", 1)
+        if confidence_output is not None and confidence_output.index >= outputs:
+            raise ModelLoadError(f"the model contract names output {confidence_output.index} as its confidence "
+                                 f"output, but the model has {outputs} output(s); fix the contract "
+                                 "(depth-ros contract MODEL --set contract.json) or the model")
+        # Asked of the backend when a frame's confidence is wanted: the model's uncertainty output.
+        self._confidence_outputs = () if confidence_output is None else (confidence_output.index,)
         self._ops: ArrayOps = host_ops(contract.input)
-        self._infer: Callable[[Any], Any] = backend.infer
+        self._infer: Callable[..., Any] = backend.infer
         if device_pipeline:
             from depth_ros.core import torch_ops  # torch is there: the backend runs on it
 
@@ -181,8 +192,9 @@ class DepthEstimator:
             disparity_shift=settings.disparity_shift,
             focal_rescale=settings.focal_rescale,
         )
-        edges = (settings.edge_threshold, edge_radius(geometry, width)) if settings.edge_filter else None
-        plan = FramePlan(geometry, camera.scaled_to(width, height), metric, self.depth_range(settings), edges)
+        radius = edge_radius(geometry, width)
+        edges = (settings.edge_threshold, radius) if settings.edge_filter else None
+        plan = FramePlan(geometry, camera.scaled_to(width, height), metric, self.depth_range(settings), edges, radius)
         self._last_plan = (camera, settings, plan)
         return plan
 
@@ -190,7 +202,7 @@ class DepthEstimator:
         """Run the network: (raw 2-D output at network resolution on the host, input geometry, timings)."""
         geometry = self.geometry(rgb.shape[0], rgb.shape[1])
         with self._ops.running():
-            prediction, timings = self._network_map(rgb, geometry)
+            prediction, _, timings = self._network_map(rgb, geometry)
             t0 = time.perf_counter()
             host = self._ops.to_host(prediction)  # from a device: a new array (TensorRT reuses its output buffer)
             timings["inference"] += time.perf_counter() - t0
@@ -198,7 +210,7 @@ class DepthEstimator:
 
     def estimate(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None = None,
                  settings: PipelineSettings | None = None, temporal: TemporalFilter | None = None,
-                 stamp: float = 0.0) -> DepthFrame:
+                 stamp: float = 0.0, confidence: bool = False) -> DepthFrame:
         """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale.
 
         ``points_stride``: also return the point cloud of the depth image at this stride (``DepthFrame.points``);
@@ -208,6 +220,8 @@ class DepthEstimator:
         ``temporal``: the camera's temporal filter (core.temporal; the caller keeps one per camera), updated with
         this frame at ``stamp`` (seconds, message time) after the edge filter and before the points. It runs on
         host arrays: on the device path the depth goes to the host for it and back.
+        ``confidence``: also return the depth's confidence (``DepthFrame.confidence``, core.confidence): from the
+        local depth range, the temporal filter's spread and the model's uncertainty output when it declares one.
         """
         if rgb.shape[1] != camera.width or rgb.shape[0] != camera.height:
             raise ValueError(
@@ -217,26 +231,34 @@ class DepthEstimator:
             raise ValueError(f"points_stride must be >= 1, got {points_stride!r}")
         plan = self.plan(camera, settings)
         with self._ops.running():
-            prediction, timings = self._network_map(rgb, plan.geometry)
-            return self._metric_frame(prediction, plan, points_stride, timings, temporal, stamp)
+            prediction, uncertainty, timings = self._network_map(rgb, plan.geometry, confidence)
+            return self._metric_frame(prediction, plan, points_stride, timings, temporal, stamp, confidence,
+                                      uncertainty)
 
-    def _network_map(self, rgb: np.ndarray, geometry: InputGeometry) -> tuple[Any, dict[str, float]]:
-        """Preprocess -> infer: (2-D output map at network resolution, timings), the map as the ops' array
-        (numpy, or a tensor on the backend's device)."""
+    def _network_map(self, rgb: np.ndarray, geometry: InputGeometry, confidence: bool = False
+                     ) -> tuple[Any, Any, dict[str, float]]:
+        """Preprocess -> infer: (2-D output map at network resolution, the uncertainty map when ``confidence`` is
+        asked and the model has one (else None), timings), maps as the ops' arrays (numpy, or device tensors)."""
         ops = self._ops
         t0 = time.perf_counter()
         tensor = ops.preprocess(rgb, geometry=geometry)
         if ops.synchronize is not None:
             ops.synchronize()
         t1 = time.perf_counter()
-        prediction = ops.output_map(self._infer(tensor))
+        uncertainty = None
+        if confidence and self._confidence_outputs:
+            output, extra = self._infer(tensor, self._confidence_outputs)
+            prediction, uncertainty = ops.output_map(output), ops.output_map(extra)
+        else:
+            prediction = ops.output_map(self._infer(tensor))
         if ops.synchronize is not None:
             ops.synchronize()
         t2 = time.perf_counter()
-        return prediction, {"preprocess": t1 - t0, "inference": t2 - t1}
+        return prediction, uncertainty, {"preprocess": t1 - t0, "inference": t2 - t1}
 
     def _metric_frame(self, raw: Any, plan: FramePlan, points_stride: int | None, timings: dict[str, float],
-                      temporal: TemporalFilter | None = None, stamp: float = 0.0) -> DepthFrame:
+                      temporal: TemporalFilter | None = None, stamp: float = 0.0, confidence: bool = False,
+                      uncertainty: Any = None) -> DepthFrame:
         """Postprocess -> metric -> edges -> temporal -> points -> download: a network output map -> DepthFrame
         on the host.
 
@@ -267,8 +289,9 @@ class DepthEstimator:
             depth = ops.to_metric(prediction, self.contract, metric, plan.depth_range)
         edge_pixels = 0 if plan.edges is None else ops.filter_edges(depth, *plan.edges)
         temporal_reset = False
+        stabilised = None
         if temporal is not None:
-            stabilised = temporal.update(ops.to_host(depth), stamp)
+            stabilised = temporal.update(ops.to_host(depth), stamp, track_spread=confidence)
             depth, temporal_reset = ops.from_host(stabilised.depth), stabilised.reset
         points = None if points_stride is None else ops.points(depth, depth_camera, int(points_stride))
         host_depth, host_points = ops.download(depth, points)  # on a device: the one device -> host copy
@@ -278,4 +301,20 @@ class DepthEstimator:
                            temporal_reset=temporal_reset)
         if host_prediction is None:
             frame.prediction_loader = lambda: ops.to_host(prediction)
+        if confidence:
+            frame.confidence = self._confidence(host_depth, plan, uncertainty, stabilised, timings)
         return frame
+
+    def _confidence(self, depth: np.ndarray, plan: FramePlan, uncertainty: Any, stabilised: TemporalResult | None,
+                    timings: dict[str, float]) -> np.ndarray:
+        """The confidence of ``depth`` (host) from its local range, the temporal filter's spread and the model's
+        uncertainty map (network resolution, cropped and resized like the prediction): one implementation."""
+        t0 = time.perf_counter()
+        resized, kind = None, "log_sigma"
+        if uncertainty is not None:
+            ops, camera = self._ops, plan.depth_camera
+            resized = ops.to_host(ops.postprocess(uncertainty, plan.geometry, camera.width, camera.height))
+            kind = self.contract.confidence_output.kind  # type: ignore[union-attr]
+        confidence = frame_confidence(depth, plan.window_radius, stabilised, resized, kind)
+        timings["confidence"] = time.perf_counter() - t0
+        return confidence

@@ -31,10 +31,12 @@ def make_contract(kind: str, height: int, width: int, resize: str = "stretch", *
 
 
 def save_oracle(directory: Path, output: np.ndarray, contract: ModelContract,
-                input_size: tuple[int, int] | None, name: str = "oracle.onnx", output_rank: int = 4) -> Path:
-    """Write an oracle whose first output is ``output``; returns its path."""
+                input_size: tuple[int, int] | None, name: str = "oracle.onnx", output_rank: int = 4,
+                second_output: np.ndarray | None = None) -> Path:
+    """Write an oracle whose first output is ``output`` (and second ``second_output``); returns its path."""
     path = Path(directory) / name
-    onnx.save(map_model(output, contract, input_size, output_rank=output_rank), str(path))
+    onnx.save(map_model(output, contract, input_size, output_rank=output_rank, second_output=second_output),
+              str(path))
     return path
 
 

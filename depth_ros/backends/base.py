@@ -26,13 +26,15 @@ class InferenceBackend(Protocol):
     device: str  # where it runs, e.g. "cpu", "cuda"
     # Static (height, width) of the first input, or None when it accepts any size.
     fixed_input_size: tuple[int, int] | None
+    output_count: int  # the model's outputs; 0 is the prediction, a contract may name another (confidence_output)
 
     def metadata(self) -> dict[str, str]:
         """The model's metadata (ONNX metadata_props); holds the contract."""
         ...
 
-    def infer(self, tensor: "object") -> "object":
-        """Run the first input -> first output (float32 NCHW in, the raw output out)."""
+    def infer(self, tensor: "object", extra_outputs: tuple[int, ...] = ()) -> "object":
+        """Run the first input -> first output (float32 NCHW in, the raw output out). With ``extra_outputs``
+        (output indices >= 1): a tuple, the first output then those, from the same run."""
         ...
 
 
@@ -40,9 +42,10 @@ class DeviceInferenceBackend(InferenceBackend, Protocol):
     """A backend that also runs on tensors resident on its device (TensorRT, torch): the pipeline then
     keeps pre/postprocessing there too (depth_ros.core.torch_ops)."""
 
-    def infer_device(self, tensor: Any) -> Any:
-        """float32 NCHW torch tensor on ``device`` in -> the raw output as a torch tensor on ``device``.
-        The result may be a buffer the backend reuses: consume it before the next call."""
+    def infer_device(self, tensor: Any, extra_outputs: tuple[int, ...] = ()) -> Any:
+        """float32 NCHW torch tensor on ``device`` in -> the raw output as a float32 torch tensor on ``device``
+        (a tuple with ``extra_outputs``, as ``infer``). The result may be a buffer the backend reuses: consume it
+        before the next call."""
         ...
 
 

@@ -1,7 +1,8 @@
 """Small ONNX graphs the project builds itself, and embedding a contract into any ONNX model.
 
 - `map_model`: a graph whose output is a given map, whatever the image (the tests' oracle models,
-  whose output is a known exact depth/inverse depth, and the benchmarks' null model).
+  whose output is a known exact depth/inverse depth, and the benchmarks' null model); optionally a second
+  output, another given map (a model's uncertainty output: the contract's ``confidence_output``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ def set_contract(model: "object", contract: ModelContract) -> None:
 
 
 def map_model(output: np.ndarray, contract: ModelContract, input_size: tuple[int, int] | None = None,
-              output_rank: int = 4) -> "object":
-    """An ONNX model whose first output is ``output`` (h, w), whatever the image.
+              output_rank: int = 4, second_output: np.ndarray | None = None) -> "object":
+    """An ONNX model whose first output is ``output`` (h, w), whatever the image; with ``second_output``
+    (same shape) a second output ``uncertainty`` that is that map.
 
     The output also depends on the input (+ 0 * mean(input)) so that runtimes keep the input
     and really run the graph. ``input_size`` None gives a dynamic H, W input.
@@ -43,7 +45,12 @@ def map_model(output: np.ndarray, contract: ModelContract, input_size: tuple[int
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
         helper.make_node("Add", ["map", "nothing"], ["depth"]),
     ]
-    graph = helper.make_graph(nodes, "depth_ros_map", [x], [y], [value, zero])
+    outputs, initialisers = [y], [value, zero]
+    if second_output is not None:
+        outputs.append(helper.make_tensor_value_info("uncertainty", TensorProto.FLOAT, out_shape))
+        initialisers.append(numpy_helper.from_array(np.asarray(second_output, np.float32).reshape(out_shape), "map2"))
+        nodes.append(helper.make_node("Add", ["map2", "nothing"], ["uncertainty"]))
+    graph = helper.make_graph(nodes, "depth_ros_map", [x], outputs, initialisers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="depth_ros")
     model.ir_version = 8  # readable by every onnxruntime >= 1.14
     onnx.checker.check_model(model)

@@ -45,7 +45,8 @@ class OnnxRuntimeBackend:
         self.device = "cuda" if "CUDAExecutionProvider" in self._session.get_providers() else "cpu"
         first = self._session.get_inputs()[0]
         self._input_name = first.name
-        self._output_name = self._session.get_outputs()[0].name
+        self._output_names = [output.name for output in self._session.get_outputs()]
+        self.output_count = len(self._output_names)
         if first.type != "tensor(float)":
             raise ModelLoadError(f"model {path}: first input {first.name!r} is {first.type}, expected float32")
         shape = first.shape
@@ -57,8 +58,11 @@ class OnnxRuntimeBackend:
     def metadata(self) -> dict[str, str]:
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
-    def infer(self, tensor: np.ndarray) -> np.ndarray:
-        return self._session.run([self._output_name], {self._input_name: tensor})[0]
+    def infer(self, tensor: np.ndarray, extra_outputs: tuple[int, ...] = ()) -> np.ndarray | tuple[np.ndarray, ...]:
+        names = self._output_names
+        if not extra_outputs:
+            return self._session.run(names[:1], {self._input_name: tensor})[0]
+        return tuple(self._session.run([names[0], *(names[i] for i in extra_outputs)], {self._input_name: tensor}))
 
 
 def register() -> None:

@@ -381,9 +381,11 @@ class EngineRunner:
             raise ModelLoadError(f"the engine's inputs {self.inputs} are not the model's image input "
                                  f"{signature.input_name!r}; rebuild it (delete the engine cache entry)")
         # The prediction is the ONNX graph's first output, whatever order the engine lists them in.
+        self.onnx_outputs = signature.output_names  # ONNX order: a contract's output index refers to it
         self.primary = signature.output_names[0]
-        if self.primary not in self.outputs:
-            raise ModelLoadError(f"the engine has no output {self.primary!r} (it has {self.outputs}); rebuild it")
+        missing = [name for name in self.onnx_outputs if name not in self.outputs]
+        if missing:
+            raise ModelLoadError(f"the engine has no output {missing[0]!r} (it has {self.outputs}); rebuild it")
         self.dtypes = {n: torch_dtype(engine.get_tensor_dtype(n)) for n in names}
         self.buffers: dict[str, torch.Tensor] = {}
         self.shape: Shape | None = None
@@ -426,6 +428,10 @@ class EngineRunner:
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT messages above)")
         return self.buffers[self.primary]
 
+    def output(self, index: int) -> torch.Tensor:
+        """The buffer of ONNX output ``index`` after ``run`` (0 is what ``run`` returns)."""
+        return self.buffers[self.onnx_outputs[index]]
+
 
 class TensorRTBackend:
     name = "tensorrt"
@@ -455,6 +461,7 @@ class TensorRTBackend:
         self._stream = torch.cuda.Stream()
         self._runners: list[EngineRunner] = []
         signature = self._builder.signature
+        self.output_count = len(signature.output_names)
         self.fixed_input_size: tuple[int, int] | None = None
         if not signature.dynamic:
             shape = signature.static_shape()
@@ -504,8 +511,9 @@ class TensorRTBackend:
             self._runner_for(shape)
         return True
 
-    def infer_device(self, tensor: torch.Tensor) -> torch.Tensor:
-        """CUDA tensor in -> float32 CUDA tensor out, on this backend's stream (no host copies).
+    def infer_device(self, tensor: torch.Tensor, extra_outputs: tuple[int, ...] = ()) -> Any:
+        """CUDA tensor in -> float32 CUDA tensor out, on this backend's stream (no host copies); a tuple with
+        ``extra_outputs`` (ONNX output indices, see InferenceBackend.infer).
 
         The engine's stream waits for the caller's stream (which produced ``tensor``), and the caller's
         stream waits for the engine before it touches the result: the caller needs no synchronisation.
@@ -517,23 +525,28 @@ class TensorRTBackend:
         caller = torch.cuda.current_stream()
         self._stream.wait_stream(caller)
         with torch.cuda.stream(self._stream):
-            result = runner.run(tensor, self._stream)
-            if result.dtype != torch.float32:
-                result = result.float()  # FP16 output: the pipeline computes metres in FP32
-                result.record_stream(caller)  # made on this stream, used on the caller's: keep its memory till then
+            runner.run(tensor, self._stream)
+            results = []
+            for index in (0, *extra_outputs):
+                result = runner.output(index)
+                if result.dtype != torch.float32:
+                    result = result.float()  # FP16 output: the pipeline computes metres in FP32
+                    result.record_stream(caller)  # made on this stream, used on the caller's: keep it till then
+                results.append(result)
         caller.wait_stream(self._stream)
-        return result
+        return tuple(results) if extra_outputs else results[0]
 
-    def infer(self, tensor: Any) -> np.ndarray:
+    def infer(self, tensor: Any, extra_outputs: tuple[int, ...] = ()) -> Any:
         import torch
 
         host = torch.from_numpy(np.ascontiguousarray(tensor, dtype=np.float32))
         with torch.cuda.stream(self._stream):
             device = host.to("cuda", non_blocking=True)
-        result = self.infer_device(device)
+        result = self.infer_device(device, extra_outputs)
+        outputs = result if extra_outputs else (result,)
         with torch.cuda.stream(self._stream):
-            out = result.to("cpu", non_blocking=False)  # the one device -> host copy
-        return out.numpy()
+            host_outputs = tuple(out.to("cpu", non_blocking=False).numpy() for out in outputs)  # device -> host
+        return host_outputs if extra_outputs else host_outputs[0]
 
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:

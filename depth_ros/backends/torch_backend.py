@@ -29,6 +29,7 @@ def _probe() -> str | None:
 class TorchBackend:
     name = "torch"
     fixed_input_size: tuple[int, int] | None = None
+    output_count = 1  # Depth Anything V2: the relative disparity
 
     def __init__(self, path: Path, options: BackendOptions, half: bool = False) -> None:
         import torch
@@ -72,19 +73,29 @@ class TorchBackend:
         export_onnx(model, self._contract, path, size, simplify=False)
         return path
 
-    def infer(self, tensor: Any) -> np.ndarray:
+    def infer(self, tensor: Any, extra_outputs: tuple[int, ...] = ()) -> Any:
         import torch
 
         host = torch.from_numpy(np.ascontiguousarray(tensor, dtype=np.float32))
-        return self.infer_device(host).cpu().numpy()
+        result = self.infer_device(host, extra_outputs)
+        if extra_outputs:
+            return tuple(output.cpu().numpy() for output in result)
+        return result.cpu().numpy()
 
-    def infer_device(self, tensor: torch.Tensor) -> torch.Tensor:
+    def infer_device(self, tensor: torch.Tensor, extra_outputs: tuple[int, ...] = ()) -> Any:
         """float32 NCHW tensor in -> float32 output on this backend's device (cast to fp16 and back when the
-        model runs in half precision), so the pipeline's torch pre/postprocessing stays on the device."""
+        model runs in half precision), so the pipeline's torch pre/postprocessing stays on the device. A network
+        returning several outputs returns a tuple; ``extra_outputs`` picks from it (see InferenceBackend.infer)."""
         import torch
 
         with torch.inference_mode():
-            return self._model(tensor.to(self.device, self._dtype)).float()
+            result = self._model(tensor.to(self.device, self._dtype))
+        outputs = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+        if not extra_outputs:
+            return outputs[0].float()
+        if max(extra_outputs) >= len(outputs):
+            raise ModelLoadError(f"the network has {len(outputs)} output(s); output {max(extra_outputs)} was asked for")
+        return tuple(outputs[i].float() for i in (0, *extra_outputs))
 
 
 def register() -> None:

@@ -36,7 +36,7 @@ import yaml
 
 from depth_ros.bags.io import BagError, BagReader, BagWriter, RawMessage
 from depth_ros.bags.progress import Progress
-from depth_ros.ros.frame_processor import OUTPUT_KINDS, OUTPUT_TYPES, FrameProcessor, FrameSkipped
+from depth_ros.ros.frame_processor import OUTPUT_KINDS, OUTPUT_TYPES, FrameProcessor, FrameSkipped, Wanted
 from depth_ros.ros.memory import tune_malloc_for_large_messages
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -279,7 +279,8 @@ class ProcessResult:
 def process_bag(bag: str | Path, out: str | Path, image_topics: list[str] | None = None,
                 info_topics: list[str] | None = None, prefixes: list[str] | None = None,
                 params_file: str | Path | None = None, overrides: list[str] | None = None,
-                overwrite: bool = False, progress: bool | None = None, log: Any = print) -> ProcessResult:
+                overwrite: bool = False, progress: bool | None = None, log: Any = print,
+                confidence: bool = False) -> ProcessResult:
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -298,7 +299,9 @@ def process_bag(bag: str | Path, out: str | Path, image_topics: list[str] | None
             by_info.setdefault(camera.info, []).append((camera, processor))
         for camera in cameras:
             log(f"bag process: {camera.image} + {camera.info} -> {camera.outputs['depth']}, "
-                f"{camera.outputs['depth/camera_info']}, {camera.outputs['depth/colored']}, {camera.outputs['points']}")
+                f"{camera.outputs['depth/camera_info']}, {camera.outputs['depth/colored']}, "
+                + (f"{camera.outputs['depth/confidence']}, " if confidence else "") + camera.outputs['points'])
+        wanted = Wanted(confidence=confidence)
         bar = Progress(sum(reader.topics[c.image].count for c in cameras), enabled=progress)
         result = ProcessResult(cameras)
         with atomic_bag_path(out, overwrite) as path, BagWriter(path) as writer:
@@ -325,7 +328,7 @@ def process_bag(bag: str | Path, out: str | Path, image_topics: list[str] | None
                     writer.write(camera.outputs[kind], OUTPUT_TYPES[kind], stamp, serialize_message(output))
 
                 try:
-                    processor.process(msg, emit, info_topic=camera.info)
+                    processor.process(msg, emit, wanted, info_topic=camera.info)
                     camera.processed += 1
                 except FrameSkipped as skipped:
                     if skipped.reason == "bad_image":

@@ -120,16 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal", action="store_true",
                    help="only the temporal filter: noise on a static camera, sudden changes and moving cameras on "
                         "synthetic sequences with exact depth")
+    p.add_argument("--confidence", action="store_true",
+                   help="only depth/confidence: the error of the more confident half of the pixels against the "
+                        "less confident half, on synthetic sequences and the real frames, and its cost")
     p.add_argument("--json", dest="json_path", help="write the results as JSON here")
     p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.edges or args.temporal:
-        from depth_ros.cli import bench_edges, bench_temporal
+    if args.edges or args.temporal or args.confidence:
+        from depth_ros.cli import bench_confidence, bench_edges, bench_temporal
 
-        results = bench_edges.run() if args.edges else bench_temporal.run()
+        focused = bench_edges if args.edges else bench_temporal if args.temporal else bench_confidence
+        results = focused.run()
         if args.json_path:
             Path(args.json_path).write_text(json.dumps(results, indent=2))
         return 0

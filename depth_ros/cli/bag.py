@@ -32,7 +32,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     try:
         result = process_bag(args.bag, args.out, args.image_topic, args.camera_info_topic, args.output_prefix,
                              args.params_file, args.param, overwrite=args.overwrite,
-                             progress=False if args.quiet else None, log=log)
+                             progress=False if args.quiet else None, log=log, confidence=args.confidence)
     except ConfigError as exc:
         _err("process", f"configuration error: {exc}")
         return 2
@@ -190,6 +190,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params-file", help="node parameters (ros__parameters YAML; default: config/depth.yaml)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE", help="parameter override")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only once the run succeeded)")
+    p.add_argument("--confidence", action="store_true", help="also write <ns>/depth/confidence (32FC1 in [0, 1])")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=cmd_process)
 

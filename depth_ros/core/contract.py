@@ -22,6 +22,7 @@ OUTPUT_KINDS = (
 )
 RESIZE_MODES = ("stretch", "keep_aspect")
 CHANNEL_ORDERS = ("rgb", "bgr")
+CONFIDENCE_KINDS = ("sigma", "log_sigma", "confidence")
 
 OutputKind = Literal[
     "canonical_inverse_depth", "metric_depth", "canonical_metric_depth", "relative_disparity"
@@ -53,6 +54,19 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class ConfidenceOutput:
+    """A second network output with the model's own per-pixel uncertainty (read by core.confidence).
+
+    ``index``: which ONNX output (>= 1; output 0 is the prediction), same layout as the prediction (the same
+    crop and resize apply). ``kind``: ``sigma`` = the standard deviation of log depth (a relative error),
+    ``log_sigma`` = its natural log, ``confidence`` = already in [0, 1], higher is better.
+    """
+
+    index: int = 1
+    kind: Literal["sigma", "log_sigma", "confidence"] = "log_sigma"
+
+
+@dataclass(frozen=True)
 class ModelContract:
     """What a model's output means and how its input is prepared (see README, "Model contract")."""
 
@@ -65,6 +79,7 @@ class ModelContract:
     name: str = "unnamed model"
     license: str = ""
     source: str = ""
+    confidence_output: ConfidenceOutput | None = None  # the model's uncertainty output, when it has one
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -109,7 +124,7 @@ class ModelContract:
             )
         known = {
             "output_kind", "input", "focal_ratio", "canonical_focal", "min_depth",
-            "max_depth", "name", "license", "source",
+            "max_depth", "name", "license", "source", "confidence_output",
         }
         return cls(
             output_kind=kind,
@@ -121,6 +136,7 @@ class ModelContract:
             name=str(data.get("name", "unnamed model")),
             license=str(data.get("license", "")),
             source=str(data.get("source", "")),
+            confidence_output=_parse_confidence_output(data.get("confidence_output")),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -157,6 +173,23 @@ def _parse_input(spec: Any) -> InputSpec:
         height=height, width=width, resize=spec["resize"], channels=spec["channels"],
         scale=scale, mean=mean, std=std, multiple_of=multiple_of,
     )
+
+
+def _parse_confidence_output(spec: Any) -> ConfidenceOutput | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - {"index", "kind"}:
+        raise ContractError("model contract: confidence_output must be an object with 'index' (the ONNX output, "
+                            f">= 1) and 'kind' (one of {', '.join(CONFIDENCE_KINDS)}), got {spec!r}")
+    index = spec.get("index", 1)
+    if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 64:
+        raise ContractError(f"model contract: confidence_output.index must be an output index >= 1 (output 0 is "
+                            f"the prediction), got {index!r}")
+    kind = spec.get("kind", "log_sigma")
+    if kind not in CONFIDENCE_KINDS:
+        raise ContractError(f"model contract: confidence_output.kind {kind!r} is not one of "
+                            f"{', '.join(CONFIDENCE_KINDS)}")
+    return ConfidenceOutput(index=index, kind=kind)
 
 
 def _finite(value: Any, name: str) -> float:

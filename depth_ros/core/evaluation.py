@@ -273,14 +273,29 @@ def flying_pixels(depth: np.ndarray, truth: np.ndarray, radius: int, tolerance: 
 
 
 def jittered_prediction(truth: np.ndarray, rng: np.random.Generator, scale_jitter: float = 0.03,
-                        pixel_noise: float = 0.02) -> np.ndarray:
+                        pixel_noise: float | np.ndarray = 0.02) -> np.ndarray:
     """A noisy per-frame estimate of ``truth``: one global scale error N(0, scale_jitter) for the frame and
-    independent per-pixel errors N(0, pixel_noise), both relative; invalid truth -> NaN."""
+    independent per-pixel errors N(0, pixel_noise), both relative; invalid truth -> NaN. ``pixel_noise`` may be
+    a map of ``truth``'s shape (noise that varies over the image, ``noise_level_map``)."""
     scale = np.float32(1.0 + rng.normal(0.0, scale_jitter))
     noise = (1.0 + rng.normal(0.0, pixel_noise, truth.shape)).astype(np.float32)
     depth = (truth * scale * noise).astype(np.float32)
     depth[~valid_depth(truth)] = np.nan
     return depth
+
+
+def noise_level_map(shape: tuple[int, int], rng: np.random.Generator, mean: float = 0.02,
+                    log_spread: float = 0.7, cell: int = 40) -> np.ndarray:
+    """A per-pixel noise level that varies smoothly over the image, as a network's error does (larger on
+    textureless, reflective or distant parts): log-normal with median ``mean`` * exp(-log_spread^2 / 2) (so
+    its mean is ``mean``) and log standard deviation ``log_spread``, correlated over ``cell`` pixels."""
+    import cv2
+
+    height, width = shape
+    coarse = rng.normal(0.0, 1.0, (max(2, height // cell), max(2, width // cell))).astype(np.float32)
+    field = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    field /= max(1e-6, float(field.std()))
+    return (mean * np.exp(log_spread * field - log_spread ** 2 / 2)).astype(np.float32)
 
 
 def frame_to_frame_noise(depth: np.ndarray, previous: np.ndarray) -> float:

@@ -42,6 +42,10 @@ class TemporalResult:
     depth: np.ndarray  # float32 metres, NaN = invalid
     reset: bool  # the state restarted from this frame (published as it came)
     changed_fraction: float  # of the valid pixels, those that followed the new depth at once
+    alpha: float = 1.0  # the blend weight of a settled pixel this frame (1 after a restart: nothing was averaged)
+    # When asked (update(track_spread=True)): per pixel, the RMS of recent surprises (log depth, after the frame's
+    # median offset) between new depth and state; NaN where not yet known. None after a restart.
+    spread: np.ndarray | None = None
 
 
 class TemporalFilter:
@@ -51,13 +55,18 @@ class TemporalFilter:
         self.settings = settings or TemporalSettings()
         self._log_depth: np.ndarray | None = None  # float32, NaN where never seen
         self._stamp: float | None = None
+        self._mean_square: np.ndarray | None = None  # the spread's state (mean squared surprise), when tracked
 
     def reset(self) -> None:
         self._log_depth = None
         self._stamp = None
+        self._mean_square = None
 
-    def update(self, depth: np.ndarray, stamp: float) -> TemporalResult:
-        """Blend ``depth`` (float32 metres, NaN = invalid) taken at ``stamp`` (seconds) into the state."""
+    def update(self, depth: np.ndarray, stamp: float, track_spread: bool = False) -> TemporalResult:
+        """Blend ``depth`` (float32 metres, NaN = invalid) taken at ``stamp`` (seconds) into the state.
+
+        ``track_spread``: also keep and return each pixel's temporal spread (``TemporalResult.spread``, what the
+        confidence output needs; the state starts at the first frame asked for it)."""
         settings = self.settings
         with np.errstate(invalid="ignore", divide="ignore"):
             log_depth = np.log(depth, dtype=np.float32)
@@ -87,9 +96,23 @@ class TemporalFilter:
         self._stamp = stamp
         out = np.exp(blended, dtype=np.float32)
         out[~new] = np.nan
-        return TemporalResult(out, False, float(changed_fraction))
+        spread = self._track_spread(surprise, both, float(alpha)) if track_spread else None
+        return TemporalResult(out, False, float(changed_fraction), float(alpha), spread)
+
+    def _track_spread(self, surprise: np.ndarray, both: np.ndarray, alpha: float) -> np.ndarray:
+        """Average the squared surprises with weight alpha (as the depth); returns their root."""
+        square = np.square(surprise)
+        mean_square = self._mean_square
+        if mean_square is None or mean_square.shape != square.shape:
+            mean_square = self._mean_square = np.where(both, square, np.float32(np.nan))
+        else:
+            known = both & np.isfinite(mean_square)
+            np.copyto(mean_square, square, where=both & ~known)
+            mean_square[known] += np.float32(alpha) * (square[known] - mean_square[known])
+        return np.sqrt(mean_square)
 
     def _restart(self, depth: np.ndarray, log_depth: np.ndarray, stamp: float) -> TemporalResult:
         self._log_depth = log_depth  # a new array of this frame's: the state owns it
         self._stamp = stamp
+        self._mean_square = None  # what flickered before belongs to another scene or time
         return TemporalResult(depth, True, 1.0)

@@ -1,7 +1,7 @@
 """One frame's work, shared by depth_node and `depth-ros bag process` so the two cannot drift.
 
 decode the image -> find its camera (the latest valid CameraInfo of that size) -> estimate metric
-depth -> build the depth, depth/camera_info, depth/colored and points messages.
+depth -> build the depth, depth/camera_info, depth/colored, depth/confidence and points messages.
 
 No DDS: outputs are handed to an `emit(kind, message)` callback as soon as each is ready (the node
 publishes them, the bag tool writes them), so the depth image never waits for the cloud.
@@ -29,9 +29,11 @@ MAX_CAMERA_SIZES = 4  # CameraInfo kept per image size (a driver switching modes
 
 # Output kinds, in the order they are emitted; each is also the node's relative topic name.
 DEPTH, CAMERA_INFO, COLORED, POINTS = "depth", "depth/camera_info", "depth/colored", "points"
-OUTPUT_KINDS = (DEPTH, CAMERA_INFO, COLORED, POINTS)
+CONFIDENCE = "depth/confidence"
+OUTPUT_KINDS = (DEPTH, CAMERA_INFO, COLORED, CONFIDENCE, POINTS)
 OUTPUT_TYPES = {DEPTH: "sensor_msgs/msg/Image", CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
-                COLORED: "sensor_msgs/msg/Image", POINTS: "sensor_msgs/msg/PointCloud2"}
+                COLORED: "sensor_msgs/msg/Image", CONFIDENCE: "sensor_msgs/msg/Image",
+                POINTS: "sensor_msgs/msg/PointCloud2"}
 
 Emit = Callable[[str, Any], None]
 
@@ -53,9 +55,10 @@ class Wanted:
     depth: bool = True
     colored: bool = True
     points: bool = True
+    confidence: bool = False  # computed only when asked (a subscriber, `bag process --confidence`)
 
     def any(self) -> bool:
-        return self.depth or self.colored or self.points
+        return self.depth or self.colored or self.points or self.confidence
 
 
 class CameraRegistry:
@@ -233,7 +236,8 @@ class FrameProcessor:
             temporal.reset()  # a new calibration (or the first frame): the state describes other pixels
             self._temporal_camera = camera
         frame = self.estimator.estimate(rgb, camera, points_stride=stride, settings=settings, temporal=temporal,
-                                        stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+                                        stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                                        confidence=wanted.confidence)
         if self.on_frame is not None:
             self.on_frame(frame)
         t2 = time.perf_counter()
@@ -249,7 +253,7 @@ class FrameProcessor:
 
     def _emit_images(self, frame: DepthFrame, header: Any, values: Mapping[str, Any], wanted: Wanted,
                      emit: Emit) -> None:
-        """depth (in the chosen encoding), its CameraInfo (always) and the colour-mapped depth."""
+        """depth (in the chosen encoding), its CameraInfo (always), the colour-mapped depth and the confidence."""
         if wanted.depth:
             out = _new_message(Image, header)
             codecs.fill_depth_msg(out, frame.depth, values["depth_encoding"])
@@ -261,6 +265,10 @@ class FrameProcessor:
             out = _new_message(Image, header)
             codecs.fill_image_msg(out, coloured, "bgr8")
             emit(COLORED, out)
+        if wanted.confidence and frame.confidence is not None:
+            out = _new_message(Image, header)
+            codecs.fill_image_msg(out, frame.confidence, "32FC1")
+            emit(CONFIDENCE, out)
 
     def _camera_info_fields(self, camera: CameraModel) -> dict[str, Any]:
         """CameraInfo fields of the depth image (made once per camera model; messages never change them)."""

@@ -59,6 +59,7 @@ from depth_ros.ros.diagnostics import PipelineStats, Throttle
 from depth_ros.ros.frame_processor import (
     CAMERA_INFO,
     COLORED,
+    CONFIDENCE,
     DEPTH,
     POINTS,
     FrameProcessor,
@@ -281,7 +282,7 @@ class DepthNode(LifecycleNode):
         qos = self._qos("output")
         self._publishers_by_kind = {kind: self._publisher(msg_type, kind, qos) for kind, msg_type in
                                     ((DEPTH, Image), (CAMERA_INFO, CameraInfo), (COLORED, Image),
-                                     (POINTS, PointCloud2))}
+                                     (CONFIDENCE, Image), (POINTS, PointCloud2))}
         self._navigation = None
         if self._values["navigation_outputs"]:  # 'scan' and 'points_filtered' (README "Navigation (Nav2)")
             navigation_publishers = create_navigation_publishers(self._publisher, qos)
@@ -489,12 +490,13 @@ class DepthNode(LifecycleNode):
     def _process(self, msg: Image | CompressedImage, received: float) -> None:
         processor, publishers = self._processor, self._publishers_by_kind
         assert processor is not None
-        want = {kind: publishers[kind].get_subscription_count() > 0 for kind in (DEPTH, CAMERA_INFO, POINTS, COLORED)}
+        want = {kind: publishers[kind].get_subscription_count() > 0
+                for kind in (DEPTH, CAMERA_INFO, POINTS, COLORED, CONFIDENCE)}
         want_navigation = self._navigation is not None and self._navigation.wanted()
         if not (any(want.values()) or want_navigation):
             self.stats.frame_dropped("no_subscribers")
             return
-        wanted = Wanted(depth=want[DEPTH], colored=want[COLORED], points=want[POINTS])
+        wanted = Wanted(depth=want[DEPTH], colored=want[COLORED], points=want[POINTS], confidence=want[CONFIDENCE])
         if self._scale is not None:
             self._scale.begin_frame(_seconds(msg.header.stamp))
         try:

@@ -378,6 +378,15 @@ def test_second_output_is_bound_and_the_first_is_the_prediction(tensorrt_ready: 
         bound = runner.buffers["fov"]
         assert tuple(bound.shape) == (1, 1) and bound.dtype == torch.float32
         assert_exact_match(bound.cpu().numpy(), fov, f"fov, input {seed}")
+        # Asked for by ONNX index (a contract's confidence_output): both outputs of one run, host and device.
+        assert backend.output_count == 2
+        host_depth, host_fov = backend.infer(tensor, (1,))
+        assert_exact_match(np.asarray(host_depth), depth, f"depth with extra outputs, input {seed}")
+        assert_exact_match(np.asarray(host_fov), fov, f"fov as extra output, input {seed}")
+        device_depth, device_fov = backend.infer_device(torch.from_numpy(tensor).to("cuda"), (1,))
+        assert device_fov.is_cuda and device_fov.dtype == torch.float32
+        assert_exact_match(device_depth.cpu().numpy(), depth, f"device depth, input {seed}")
+        assert_exact_match(device_fov.cpu().numpy(), fov, f"device fov, input {seed}")
 
 
 # ----------------------------------------------------------------------------- 5. FP16 inputs and outputs

@@ -388,3 +388,60 @@ def test_play_into_node_and_record_matches_offline_processing(tmp_path: Path, ow
         assert got == want, kind  # header included: the live node stamps outputs with the bag's image header
         if kind != "depth/camera_info":
             assert bytes(got.data) == bytes(want.data)
+
+
+def window_extremes(depth: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Farthest and nearest valid depth in each (2 radius + 1)^2 window, by shifting (edges replicated): a plain
+    rewrite of the definitions in core.edges / core.confidence, not their code."""
+    valid = np.isfinite(depth) & (depth > 0)
+    far = np.pad(np.where(valid, depth, -np.inf), radius, mode="edge")
+    near = np.pad(np.where(valid, depth, np.inf), radius, mode="edge")
+    height, width = depth.shape
+    farthest = np.full(depth.shape, -np.inf)
+    nearest = np.full(depth.shape, np.inf)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            farthest = np.maximum(farthest, far[dy: dy + height, dx: dx + width])
+            nearest = np.minimum(nearest, near[dy: dy + height, dx: dx + width])
+    return farthest, nearest
+
+
+def test_filters_and_confidence_in_bag_process_follow_their_definitions(tmp_path: Path) -> None:
+    """`bag process` with the edge filter and --confidence on the real D435 frame, predicted as a network would
+    (its true inverse depth area-averaged to 160x120, resized back up by the pipeline: window radius 2). Against
+    the same run without them: exactly the pixels with depth more than 5 % nearer and farther in their window are
+    removed, the rest is unchanged, and the confidence is 1 / (1 + (range / 2 / 0.05)^2) of the filtered depth."""
+    from depth_ros.core.evaluation import network_like_inverse
+
+    truth = truth_m()
+    low = network_like_inverse(np.where(truth > 0, truth, np.nan).astype(np.float32), 160, 120)
+    canonical = np.nan_to_num((FX / 640) * low, nan=0.0).astype(np.float32)
+    model = save_oracle(tmp_path, canonical, make_contract("canonical_inverse_depth", 120, 160, "stretch"), (120, 160))
+    overrides = [f"model:={model}", "backend:=onnxruntime", *RANGE]
+    plain, filtered = tmp_path / "plain", tmp_path / "filtered"
+    process_bag(ROS2_BAG, plain, overrides=overrides, progress=False, log=lambda line: None)
+    process_bag(ROS2_BAG, filtered, overrides=[*overrides, "edge_filter:=true", "edge_threshold:=0.05"],
+                progress=False, log=lambda line: None, confidence=True)
+    assert f"{OUT_NS}/depth/confidence" not in by_topic(plain)  # only when asked
+    written = by_topic(filtered)
+
+    def depth_of(bag: dict[str, list[RawMessage]]) -> np.ndarray:
+        return codecs.image_msg_to_array(deserialize_message(bag[f"{OUT_NS}/depth"][0].data, Image)).astype(np.float64)
+
+    unfiltered, depth = depth_of(by_topic(plain)), depth_of(written)
+    farthest, nearest = window_extremes(unfiltered, 2)
+    edge = np.isfinite(unfiltered) & (farthest > unfiltered * 1.05) & (nearest < unfiltered / 1.05)
+    assert 1000 < edge.sum() < 0.1 * edge.size  # the frame has real occlusion edges
+    np.testing.assert_array_equal(np.isnan(depth), np.isnan(unfiltered) | edge)
+    np.testing.assert_array_equal(depth[~np.isnan(depth)], unfiltered[~np.isnan(depth)])
+
+    [message] = written[f"{OUT_NS}/depth/confidence"]
+    confidence_msg = deserialize_message(message.data, Image)
+    assert confidence_msg.encoding == "32FC1" and (confidence_msg.height, confidence_msg.width) == (480, 640)
+    assert confidence_msg.header == deserialize_message(written[f"{OUT_NS}/depth"][0].data, Image).header
+    confidence = codecs.image_msg_to_array(confidence_msg)
+    farthest, nearest = window_extremes(depth, 2)
+    with np.errstate(invalid="ignore"):
+        want = 1.0 / (1.0 + ((farthest / nearest - 1.0) / 2.0 / 0.05) ** 2)
+    want[np.isnan(depth)] = 0.0
+    np.testing.assert_allclose(confidence, want, rtol=1e-4, atol=1e-6)
