@@ -138,19 +138,25 @@ def folder_samples(pairs: list[tuple[Path, Path]], depth_scale: float,
         yield Sample(rgb_path.stem, truth, rgb, camera)
 
 
-def synthetic_samples(count: int, seed: int, width: int, height: int) -> Iterator[Sample]:
+def synthetic_samples(count: int, seed: int, width: int, height: int, motion: tuple[float, float] | None = None,
+                      rate_hz: float = 15.0) -> Iterator[Sample]:
     """Procedural frames (depth_ros.synthetic) with exact depth and intrinsics; sky (no hit) has no data.
 
+    ``motion`` (m/s ahead, rad/s turning): instead of independent scenes, one scene seen by a moving camera at
+    ``rate_hz``, stamped (synthetic.generator.sequence; what the temporal filter is scored on).
     Use a seed no training run used: `depth-ros train --synthetic-seed` picks the training frames.
     """
     from depth_ros.synthetic.generator import sample as synthetic_sample
+    from depth_ros.synthetic.generator import sequence
 
+    moving = None if motion is None else sequence(seed, count, width, height, rate_hz, *motion)
     for index in range(count):
-        frame = synthetic_sample(seed, index, width, height)
+        frame = synthetic_sample(seed, index, width, height) if moving is None else moving[index]
         c = frame.camera
         truth = np.where(np.isfinite(frame.depth), frame.depth, np.nan).astype(np.float32)
+        stamp = None if moving is None else round(index * 1e9 / rate_hz)
         yield Sample(f"synthetic_{seed}_{index:05d}", truth, frame.rgb, pinhole_camera(width, height, c.fx, c.fy,
-                                                                                        c.cx, c.cy))
+                                                                                        c.cx, c.cy), stamp)
 
 
 # ----------------------------------------------------------------------------- bags

@@ -35,6 +35,7 @@ from depth_ros.bags.samples import (
     stamp_ns,
     synthetic_samples,
 )
+from depth_ros.core.confidence import halves_error
 from depth_ros.core.evaluation import (
     ALIGN_MODES,
     METRIC_NAMES,
@@ -52,7 +53,9 @@ class ModelPredictor:
     """Runs a model through DepthEstimator; relative models give their raw disparity (for alignment)."""
 
     def __init__(self, model: str, backend: str, disparity: tuple[float, float],
-                 edge_threshold: float | None = None) -> None:
+                 edge_threshold: float | None = None, temporal_time_constant: float | None = None,
+                 confidence: bool = False, frame_rate: float = 30.0) -> None:
+        from depth_ros.core.temporal import TemporalFilter, TemporalSettings
         from depth_ros.pipeline import DepthEstimator, PipelineSettings
         from depth_ros.resources import resolve_model_path
 
@@ -64,14 +67,32 @@ class ModelPredictor:
         self.relative = self.estimator.contract.output_kind == "relative_disparity"
         self.pixels = 0
         self.edge_pixels = 0  # removed by the edge filter, over all frames
+        # The temporal filter runs over the frames in order, in their message time (frames without a stamp:
+        # frame_rate apart); a camera change restarts it, as in the node.
+        self.temporal = None if temporal_time_constant is None else TemporalFilter(
+            TemporalSettings(time_constant=temporal_time_constant))
+        self.temporal_resets = 0
+        self.frame_rate = frame_rate
+        self._frames = 0
+        self._camera: Any = None
+        self.confidence = confidence
+        self.last_confidence: np.ndarray | None = None  # of the frame just predicted (when confidence is asked)
 
     def __call__(self, sample: Sample, align_mode: str) -> tuple[np.ndarray, str]:
         if sample.rgb is None or sample.camera is None:
             raise ValueError(f"frame {sample.name}: running a model needs the image and its intrinsics "
                              "(--fx --fy --cx --cy, --dataset, or --camera-info-topic)")
-        frame = self.estimator.estimate(sample.rgb, sample.camera)
+        stamp = sample.stamp_ns * 1e-9 if sample.stamp_ns is not None else self._frames / self.frame_rate
+        self._frames += 1
+        if self.temporal is not None and sample.camera != self._camera:
+            self.temporal.reset()
+        self._camera = sample.camera
+        frame = self.estimator.estimate(sample.rgb, sample.camera, temporal=self.temporal, stamp=stamp,
+                                        confidence=self.confidence)
         self.pixels += frame.depth.size
         self.edge_pixels += frame.edge_pixels
+        self.temporal_resets += int(frame.temporal_reset)
+        self.last_confidence = frame.confidence
         if self.relative and align_mode != "none":
             prediction = frame.prediction_map()  # fetched from the device on the torch path
             assert prediction is not None
@@ -131,6 +152,7 @@ def evaluate(samples: Iterator[Sample], predictor: Any, align_mode: str, min_dep
     scored: list[Scored] = []
     errors: list[np.ndarray] = []  # signed relative errors, a bounded sample per frame for the histogram
     skipped = 0
+    halves = np.zeros(3)  # confident-half error sum, unconfident-half error sum, pixels per half (all frames)
     for sample in samples:
         predicted = predictor(sample, align_mode)
         if predicted is None:
@@ -145,6 +167,11 @@ def evaluate(samples: Iterator[Sample], predictor: Any, align_mode: str, min_dep
         gt = sample.truth[scored_mask]
         rel = (np.clip(depth[scored_mask], min_depth, max_depth) - gt) / gt
         errors.append(rel[:: max(1, rel.size // 50000)].astype(np.float32))
+        confidence = getattr(predictor, "last_confidence", None)
+        if confidence is not None:
+            error = np.full(depth.shape, np.nan, np.float32)
+            error[scored_mask] = np.abs(rel)
+            halves += halves_error(_to_shape(confidence, depth.shape, "depth"), error)
         scored.append(Scored(sample, depth.astype(np.float32), metrics, alignment.scale, alignment.shift))
         log(f"{sample.name}: AbsRel {metrics.abs_rel:.4f}  RMSE {metrics.rmse:.3f} m  δ1 {metrics.delta1:.3f}  "
             f"boundary F1 {metrics.boundary_f1:.3f}")
@@ -163,6 +190,9 @@ def evaluate(samples: Iterator[Sample], predictor: Any, align_mode: str, min_dep
         "frames": len(scored), "frames_without_prediction": skipped, "align": align_mode,
         "min_depth": min_depth, "max_depth": max_depth,
         "metrics": summarise([s.metrics for s in scored]),
+        **({"confidence": {"confident_half_abs_rel": halves[0] / halves[2],
+                           "unconfident_half_abs_rel": halves[1] / halves[2],
+                           "ratio": halves[0] / max(halves[1], 1e-12)}} if halves[2] else {}),
         "definitions": "AbsRel mean|D-G|/G; SqRel mean (D-G)^2/G; RMSE metres; RMSE log natural log; SILog "
                        "100*sqrt(var(ln D - ln G)); delta_k fraction max(D/G,G/D) < 1.25^k; boundary_f1 Depth Pro "
                        "scale-invariant boundary F1; coverage fraction of valid GT pixels predicted. Means are "
@@ -287,6 +317,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     "use a --synthetic-seed no training run used)")
     gt.add_argument("--synthetic-seed", type=int, default=1000)
     gt.add_argument("--synthetic-size", default="640x480", metavar="WxH")
+    gt.add_argument("--synthetic-motion", metavar="SPEED[,YAW_RATE]",
+                    help="--synthetic as one scene seen by a camera moving ahead at SPEED m/s, turning at YAW_RATE "
+                         "rad/s, at --frame-rate (a sequence for --temporal-filter)")
     gt.add_argument("--bag", type=Path, help="a bag with ground-truth depth (registered to the image)")
     gt.add_argument("--depth-topic", help="ground-truth depth topic in --bag (32FC1 m or 16UC1 mm)")
     gt.add_argument("--image-topic", help="colour image topic in --bag (needed with --model)")
@@ -299,6 +332,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pred.add_argument("--edge-filter", nargs="?", type=float, const=0.05, default=None, metavar="THRESHOLD",
                       help="run the node's edge filter (threshold default 0.05): its pixels are not scored; run "
                            "once with and once without to compare")
+    pred.add_argument("--temporal-filter", nargs="?", type=float, const=0.2, default=None, metavar="TAU",
+                      help="run the node's temporal filter over the frames in order (time constant default 0.2 s, "
+                           "message time; frames without a stamp are --frame-rate apart)")
+    pred.add_argument("--frame-rate", type=float, default=30.0,
+                      help="Hz of frames without stamps, and of --synthetic-motion sequences")
+    pred.add_argument("--confidence", action="store_true",
+                      help="also score depth/confidence: the AbsRel of the more confident half of the scored "
+                           "pixels against the less confident half (over all frames)")
     pred.add_argument("--processed-bag", type=Path, help="a bag holding predicted depth (e.g. the node's output)")
     pred.add_argument("--pred-topic", default="/camera/depth", help="depth topic in --processed-bag")
     p.add_argument("--align", choices=ALIGN_MODES, default=None,
@@ -329,7 +370,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     predictor: Any
     if args.model is not None:
         predictor = ModelPredictor(args.model, args.backend, (args.disparity_scale, args.disparity_shift),
-                                   args.edge_filter)
+                                   args.edge_filter, args.temporal_filter, args.confidence, args.frame_rate)
         align_mode = args.align or ("lstsq_disparity" if predictor.relative else "none")
     else:
         predictor = BagPredictor(args.processed_bag, args.pred_topic)
@@ -338,7 +379,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     samples: Iterator[Sample]
     if args.synthetic:
         width, height = (int(v) for v in args.synthetic_size.lower().split("x"))
-        samples = synthetic_samples(args.synthetic, args.synthetic_seed, width, height)
+        motion = None
+        if args.synthetic_motion is not None:
+            parts = [float(v) for v in args.synthetic_motion.split(",")]
+            if not 1 <= len(parts) <= 2:
+                raise ValueError("--synthetic-motion is SPEED or SPEED,YAW_RATE")
+            motion = (parts[0], parts[1] if len(parts) == 2 else 0.0)
+        samples = synthetic_samples(args.synthetic, args.synthetic_seed, width, height, motion, args.frame_rate)
     elif args.rgb_dir is not None or args.depth_dir is not None or args.associations is not None:
         depth_scale = args.depth_scale or preset.get("depth_scale")
         if depth_scale is None:
@@ -365,5 +412,12 @@ def run_from_args(args: argparse.Namespace) -> int:
         share = predictor.edge_pixels / max(1, predictor.pixels)
         print(f"edge filter (threshold {args.edge_filter:g}): {100 * share:.2f} % of the predicted pixels removed "
               "and not scored")
+    if isinstance(predictor, ModelPredictor) and predictor.temporal is not None:
+        print(f"temporal filter (time constant {args.temporal_filter:g} s): {predictor.temporal_resets} restart(s) "
+              f"in {summary['frames']} frame(s)")
+    if "confidence" in summary:
+        c = summary["confidence"]
+        print(f"confidence: AbsRel of the more confident half {c['confident_half_abs_rel']:.4f}, of the less "
+              f"confident half {c['unconfident_half_abs_rel']:.4f} (ratio {c['ratio']:.3f})")
     print(f"wrote {args.out}/per_frame.csv, summary.json, error_histogram.png, per_frame_abs_rel.png, error_maps/")
     return 0 if math.isfinite(m["abs_rel"]["mean"]) else 1

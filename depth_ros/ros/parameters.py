@@ -96,7 +96,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(-1e9, 1e9)),
     ParamSpec("focal_rescale", _DEFAULTS.focal_rescale, "metric_depth models that declare focal_ratio: "
               "rescale depth by (fx/width) / focal_ratio"),
-    ParamSpec("edge_filter", _DEFAULTS.edge_filter, "depth discontinuities become invalid in depth, points, scan "
+    # On in the node (off in the library's PipelineSettings): flying pixels are phantom obstacles, and the filter
+    # removes 97-98 % of them for 0.2-2.3 % of true-surface pixels and 0.6 ms a frame (README "edge filter").
+    ParamSpec("edge_filter", True, "depth discontinuities become invalid in depth, points, scan "
               "and points_filtered: the flying pixels a network puts between a foreground and a background"),
     ParamSpec("edge_threshold", _DEFAULTS.edge_threshold, "edge_filter: a pixel is a discontinuity when, within "
               "one network pixel, there is depth more than this (relative) nearer and farther than its own",

@@ -110,7 +110,8 @@ def test_camera_pairing_and_output_naming_rules() -> None:
     assert pair_camera_info("/image", infos[:-1]) is None
     assert pair_camera_info("/cameraX/image", ["/camera/camera_info"]) is None  # namespaces, not string prefixes
     assert output_topics("/cam/") == {"depth": "/cam/depth", "depth/camera_info": "/cam/depth/camera_info",
-                                      "depth/colored": "/cam/depth/colored", "points": "/cam/points"}
+                                      "depth/colored": "/cam/depth/colored", "points": "/cam/points",
+                                      "depth/confidence": "/cam/depth/confidence"}
     assert output_topics("/")["points"] == "/points"
 
 
@@ -419,7 +420,7 @@ def test_filters_and_confidence_in_bag_process_follow_their_definitions(tmp_path
     model = save_oracle(tmp_path, canonical, make_contract("canonical_inverse_depth", 120, 160, "stretch"), (120, 160))
     overrides = [f"model:={model}", "backend:=onnxruntime", *RANGE]
     plain, filtered = tmp_path / "plain", tmp_path / "filtered"
-    process_bag(ROS2_BAG, plain, overrides=overrides, progress=False, log=lambda line: None)
+    process_bag(ROS2_BAG, plain, overrides=[*overrides, "edge_filter:=false"], progress=False, log=lambda line: None)
     process_bag(ROS2_BAG, filtered, overrides=[*overrides, "edge_filter:=true", "edge_threshold:=0.05"],
                 progress=False, log=lambda line: None, confidence=True)
     assert f"{OUT_NS}/depth/confidence" not in by_topic(plain)  # only when asked

@@ -285,3 +285,41 @@ def test_eval_scores_with_and_without_the_edge_filter(tmp_path: Path, capsys: py
     removed = scores["without"][1] - scores["with"][1]
     assert 0 < removed < 0.1 * scores["without"][1]  # ramps at object edges and at the borders of holes
     assert scores["with"][0] < 0.8 * scores["without"][0], scores
+
+
+def test_eval_confidence_on_a_perfect_network_finds_the_edges(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--confidence: on TUM frame 1 through a perfect 256x192 network (see above) the more confident half of the
+    scored pixels has at most half the AbsRel of the less confident half (the claim in the README; measured
+    0.12 by `depth-ros bench --confidence`)."""
+    truth = tum_truth(1)
+    low = np.nan_to_num(network_like_inverse(truth, 256, 192), nan=0.0)
+    oracle = save_oracle(tmp_path, (520.9 / 640.0) * low, make_contract("canonical_inverse_depth", 192, 256),
+                         (192, 256), name="perfect_256.onnx")
+    out = tmp_path / "confidence"
+    assert eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--rgb-pattern", "rgb_1*", "--depth-pattern",
+                     "depth_1*", "--dataset", "tum_fr2", "--model", str(oracle), "--out", str(out),
+                     "--confidence", "--max-error-maps", "0"]) == 0
+    assert "confidence: AbsRel of the more confident half" in capsys.readouterr().out
+    c = json.loads((out / "summary.json").read_text())["confidence"]
+    assert c["ratio"] <= 0.5 and c["confident_half_abs_rel"] < c["unconfident_half_abs_rel"]
+
+
+def test_eval_with_the_temporal_filter_on_a_moving_sequence(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--synthetic-motion renders one scene from a moving camera, stamped at --frame-rate; --temporal-filter runs
+    the node's filter over it in that time: one restart (the first frame), and depth that differs from per-frame
+    estimation from the second frame on."""
+    from depth_ros.bags.samples import synthetic_samples
+
+    stamps = [s.stamp_ns for s in synthetic_samples(3, 77, 64, 48, (0.5, 0.0), 10.0)]
+    assert stamps == [0, 100_000_000, 200_000_000]
+    rows = {}
+    for name, extra in (("per_frame", []), ("temporal", ["--temporal-filter", "0.2"])):
+        out = tmp_path / name
+        assert eval_cli(["--synthetic", "6", "--synthetic-seed", "77", "--synthetic-size", "128x96",
+                         "--synthetic-motion", "0.5", "--frame-rate", "15", "--model", "default", "--align",
+                         "median", "--out", str(out), "--max-error-maps", "0", *extra]) == 0
+        printed = capsys.readouterr().out
+        assert ("temporal filter (time constant 0.2 s): 1 restart(s) in 6 frame(s)" in printed) == (name != "per_frame")
+        rows[name] = [float(row["abs_rel"]) for row in _read_csv(out / "per_frame.csv")]
+    assert rows["temporal"][0] == rows["per_frame"][0]  # the first frame: as estimated
+    assert all(a != b for a, b in zip(rows["temporal"][1:], rows["per_frame"][1:], strict=True))

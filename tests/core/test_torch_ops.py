@@ -473,7 +473,7 @@ def test_frame_processor_publishes_the_device_points(torch_estimators, cloud_col
 
     device, _ = torch_estimators
     values = {spec.name: spec.default for spec in PARAMETERS}
-    values.update(cloud_stride=2, cloud_color=cloud_color, max_depth=15.0, disparity_shift=0.05)
+    values.update(cloud_stride=2, cloud_color=cloud_color, max_depth=15.0, disparity_shift=0.05, edge_filter=False)
     processor = FrameProcessor(device, values)
     rgb = real_rgb()
     processor.camera_info(camera_info(640, 480, FX, FY, CX, CY, d=[0.0] * 5))

@@ -40,7 +40,7 @@ def oracle(tmp_path: Path) -> Path:
 
 def test_confidence_live(depth_node: Any, tmp_path: Path) -> None:
     process, client = depth_node({"model": str(oracle(tmp_path)), "temporal_filter": True,
-                                  "temporal_time_constant": 0.2})
+                                  "temporal_time_constant": 0.2, "edge_filter": False})
     image = Image(height=H, width=W, encoding="rgb8", step=W * 3, data=bytes(H * W * 3))
     image.header.frame_id = "camera_optical"
     info = camera_info(W, H, FX, FX, 159.5, 119.5)

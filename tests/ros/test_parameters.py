@@ -202,12 +202,12 @@ def test_validate_empty_model(model: str) -> None:
 
 def test_pipeline_settings_from_values() -> None:
     values = defaults() | {"output_scale": 0.5, "min_depth": 1, "max_depth": 9, "disparity_scale": 2,
-                           "disparity_shift": -0.5, "focal_rescale": False}
+                           "disparity_shift": -0.5, "focal_rescale": False, "edge_filter": False}
     settings = pipeline_settings(values)
     assert settings == PipelineSettings(output_scale=0.5, min_depth=1.0, max_depth=9.0, disparity_scale=2.0,
                                         disparity_shift=-0.5, focal_rescale=False)
     assert all(type(getattr(settings, n)) is float for n in ("min_depth", "max_depth", "disparity_scale"))
-    assert pipeline_settings(defaults()) == PipelineSettings()
+    assert pipeline_settings(defaults()) == PipelineSettings(edge_filter=True)  # on in the node, off in the library
 
 
 # ----------------------------------------------------------------------------- config/depth.yaml
