@@ -41,6 +41,7 @@ from depth_ros.core.evaluation import (
     METRIC_NAMES,
     FrameMetrics,
     align,
+    constant_baseline,
     depth_metrics,
     summarise,
     valid_depth,
@@ -143,6 +144,7 @@ class Scored:
     metrics: FrameMetrics
     scale: float
     shift: float
+    constant: FrameMetrics  # a constant depth map under the same alignment (core.evaluation.constant_baseline)
 
 
 def evaluate(samples: Iterator[Sample], predictor: Any, align_mode: str, min_depth: float, max_depth: float,
@@ -172,24 +174,32 @@ def evaluate(samples: Iterator[Sample], predictor: Any, align_mode: str, min_dep
             error = np.full(depth.shape, np.nan, np.float32)
             error[scored_mask] = np.abs(rel)
             halves += halves_error(_to_shape(confidence, depth.shape, "depth"), error)
-        scored.append(Scored(sample, depth.astype(np.float32), metrics, alignment.scale, alignment.shift))
-        log(f"{sample.name}: AbsRel {metrics.abs_rel:.4f}  RMSE {metrics.rmse:.3f} m  δ1 {metrics.delta1:.3f}  "
+        constant = constant_baseline(sample.truth, mask, align_mode, min_depth, max_depth)
+        scored.append(Scored(sample, depth.astype(np.float32), metrics, alignment.scale, alignment.shift, constant))
+        log(f"{sample.name}: AbsRel {metrics.abs_rel:.4f} (constant {constant.abs_rel:.4f})  RMSE {metrics.rmse:.3f} m "
+            f"(constant {constant.rmse:.3f})  δ1 {metrics.delta1:.3f} (constant {constant.delta1:.3f})  "
             f"boundary F1 {metrics.boundary_f1:.3f}")
     if not scored:
         raise ValueError("no frame could be scored (no predictions matched the ground truth)")
 
     with (out / "per_frame.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["frame", "stamp_ns", *METRIC_NAMES, "n_pixels", "align_scale", "align_shift"])
+        writer.writerow(["frame", "stamp_ns", *METRIC_NAMES, "n_pixels", "align_scale", "align_shift",
+                         "constant_abs_rel", "constant_rmse", "constant_delta1"])
         for s in scored:
             m = s.metrics.as_dict()
             writer.writerow([s.sample.name, s.sample.stamp_ns if s.sample.stamp_ns is not None else "",
                              *(f"{m[n]:.6g}" for n in METRIC_NAMES), m["n_pixels"], f"{s.scale:.6g}",
-                             f"{s.shift:.6g}"])
+                             f"{s.shift:.6g}", f"{s.constant.abs_rel:.6g}", f"{s.constant.rmse:.6g}",
+                             f"{s.constant.delta1:.6g}"])
     summary = {
         "frames": len(scored), "frames_without_prediction": skipped, "align": align_mode,
         "min_depth": min_depth, "max_depth": max_depth,
         "metrics": summarise([s.metrics for s in scored]),
+        # The same metrics of a constant depth map, aligned as the model was: a model below it knows nothing.
+        "constant_baseline": {name: values for name, values in summarise([s.constant for s in scored]).items()
+                              if name != "boundary_f1"},
+        "frames_better_than_constant": sum(s.metrics.abs_rel < s.constant.abs_rel for s in scored),
         **({"confidence": {"confident_half_abs_rel": halves[0] / halves[2],
                            "unconfident_half_abs_rel": halves[1] / halves[2],
                            "ratio": halves[0] / max(halves[1], 1e-12)}} if halves[2] else {}),
@@ -408,6 +418,10 @@ def run_from_args(args: argparse.Namespace) -> int:
           f"SqRel {m['sq_rel']['mean']:.4f}  RMSE {m['rmse']['mean']:.4f}  RMSE log {m['rmse_log']['mean']:.4f}  "
           f"SILog {m['silog']['mean']:.2f}  δ1 {m['delta1']['mean']:.4f}  δ2 {m['delta2']['mean']:.4f}  "
           f"δ3 {m['delta3']['mean']:.4f}  boundary F1 {m['boundary_f1']['mean']:.4f}")
+    b = summary["constant_baseline"]
+    print(f"constant depth, same alignment ({'median' if align_mode == 'none' else align_mode}): AbsRel "
+          f"{b['abs_rel']['mean']:.4f}  RMSE {b['rmse']['mean']:.4f}  δ1 {b['delta1']['mean']:.4f}; the model is "
+          f"better on {summary['frames_better_than_constant']} of {summary['frames']} frame(s)")
     if isinstance(predictor, ModelPredictor) and args.edge_filter is not None:
         share = predictor.edge_pixels / max(1, predictor.pixels)
         print(f"edge filter (threshold {args.edge_filter:g}): {100 * share:.2f} % of the predicted pixels removed "

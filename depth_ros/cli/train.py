@@ -46,7 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--no-perturb", action="store_true", help="no colour jitter, blur or CutMix")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     t.add_argument("--max-depth", type=float, default=20.0, help="metres: labels beyond are ignored; contract range")
-    t.add_argument("--resume", help="checkpoint to continue from (OUT/last.pt)")
+    t.add_argument("--resume", help="checkpoint to continue from (OUT/last.pt): ends exactly as an uninterrupted run")
+    t.add_argument("--stop-after", type=int, metavar="EPOCHS",
+                   help="return after this many epochs (the schedule still spans --epochs); --resume continues")
     t.add_argument("--align-encoder", metavar="CKPT", help="feature alignment to this frozen Depth Anything V2 "
                    "encoder (.pth or Hugging Face directory): 1 - cosine similarity, margin 0.85")
     t.add_argument("--align-weight", type=float, default=1.0, help="weight of the feature alignment loss")
@@ -109,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     examples = load_data(args, width, height)
     print(f"{len(examples)} examples ({examples.kind} labels{', pseudo' if examples.pseudo else ''}) at "
           f"{width}x{height}; student {args.arch}")
-    history = train(config, examples, out, args.resume, init=args.init, align_encoder=args.align_encoder)
+    history = train(config, examples, out, args.resume, init=args.init, align_encoder=args.align_encoder,
+                    stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 validates and writes
         return 0
     (out / "history.json").write_text(json.dumps([h.__dict__ for h in history], indent=1))

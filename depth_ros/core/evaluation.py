@@ -102,6 +102,17 @@ def align(prediction: np.ndarray, kind: str, truth: np.ndarray, mask: np.ndarray
     return pred * scale, Alignment(mode, scale)
 
 
+def constant_baseline(truth: np.ndarray, mask: np.ndarray, mode: str, min_depth: float = 1e-3,
+                      max_depth: float = math.inf) -> FrameMetrics:
+    """The metrics of a constant depth map under the same alignment as the model's (a model that knows nothing
+    about the image scores this). Median alignment makes it the truth's median; least-squares disparity the
+    truth's mean inverse depth; without alignment (metric models) it is median-aligned: a constant in metres has
+    no right value of its own. Boundary F1 is not computed (a constant has no edges)."""
+    constant = np.ones(truth.shape, np.float64)
+    depth, _ = align(constant, "depth", truth, mask, "median" if mode == "none" else mode, max_depth)
+    return depth_metrics(depth, truth, min_depth, max_depth, boundary=False)
+
+
 def depth_metrics(pred: np.ndarray, truth: np.ndarray, min_depth: float = 1e-3, max_depth: float = math.inf,
                   boundary: bool = True) -> FrameMetrics:
     """Standard metrics of an (aligned) depth prediction against ground truth (both metres)."""

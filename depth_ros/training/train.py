@@ -206,8 +206,14 @@ def build_student(arch: str) -> torch.nn.Module:
 
 
 def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | None = None,
-          log=print, init: str | Path | None = None, align_encoder: str | Path | None = None) -> list[EpochResult]:
-    """Train a student on ``data``; writes out/last.pt (every epoch) and out/best.pt (best validation AbsRel)."""
+          log=print, init: str | Path | None = None, align_encoder: str | Path | None = None,
+          stop_after: int | None = None) -> list[EpochResult]:
+    """Train a student on ``data``; writes out/last.pt (every epoch) and out/best.pt (best validation AbsRel).
+
+    ``resume``: continue from a last.pt exactly where it stopped (weights, optimiser, schedule and random
+    states): a resumed run ends with the weights and history of an uninterrupted one. ``stop_after``: return
+    after this many epochs of this call (the schedule still spans ``config.epochs``), to train in chunks.
+    """
     rank, world = _distributed()
     seed_everything(config.seed)
     if config.threads > 0:
@@ -258,7 +264,8 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
     loss_fn = region_loss(config, data.kind, trim)
     best = min((h.val_abs_rel for h in history if math.isfinite(h.val_abs_rel)), default=math.inf)
     model.train()
-    for epoch in range(first_epoch, config.epochs):
+    last_epoch = config.epochs if stop_after is None else min(config.epochs, first_epoch + max(0, stop_after))
+    for epoch in range(first_epoch, last_epoch):
         t0 = time.perf_counter()
         order = train_index[np.random.default_rng([config.seed, epoch]).permutation(train_index.size)]
         order = order[rank::world]  # this rank's shard (DistributedSampler's split, on an explicit permutation)

@@ -81,11 +81,33 @@ def test_exported_student_matches_torch_and_resume_continues(trained: dict) -> N
     with torch.no_grad():
         expected = trained["student"].eval()(x).numpy()
     np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], expected, rtol=1e-4, atol=1e-5)
-    # Resuming from the last checkpoint of a finished run trains the remaining epochs only (none here).
-    config = trained["config"]
-    history = train(config, examples, trained["tmp"] / "run", resume=trained["tmp"] / "run" / "last.pt",
-                    log=lambda _: None)
-    assert len(history) == config.epochs
+
+
+def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(trained: dict) -> None:
+    """Stopped after 3 of 6 epochs and resumed from its last.pt, a run (with perturbations and a validation
+    split: every random state matters) ends with the uninterrupted run's weights and history, to the bit. A
+    resume that lost the optimiser, the schedule, a random state or the epoch count would differ."""
+    from dataclasses import asdict, replace
+
+    examples = trained["examples"]
+    config = replace(trained["config"], epochs=6, val_fraction=0.34, perturb=True, cutmix_p=0.5)
+    tmp = trained["tmp"]
+    whole = train(config, examples, tmp / "whole", log=lambda _: None)
+    first = train(config, examples, tmp / "parts", log=lambda _: None, stop_after=3)
+    assert len(first) == 3
+    rest = train(config, examples, tmp / "parts", resume=tmp / "parts" / "last.pt", log=lambda _: None)
+
+    def without_time(history: list) -> list[dict]:
+        return [{k: v for k, v in asdict(h).items() if k != "seconds"} for h in history]
+
+    assert without_time(rest) == without_time(whole) and len(whole) == 6
+    expected, got = load_checkpoint(tmp / "whole" / "last.pt"), load_checkpoint(tmp / "parts" / "last.pt")
+    assert expected["epoch"] == got["epoch"] == 5
+    for name, tensor in expected["model"].items():
+        assert torch.equal(tensor, got["model"][name]), name
+    # And a fresh run of half the length is not the same (the comparison can fail).
+    short = train(replace(config, epochs=3), examples, tmp / "short", log=lambda _: None)
+    assert without_time(short) != without_time(whole[:3])
 
 
 def test_trained_student_runs_in_the_node_and_gives_finite_metric_depth(trained: dict, depth_node) -> None:
