@@ -138,6 +138,31 @@ def folder_samples(pairs: list[tuple[Path, Path]], depth_scale: float,
         yield Sample(rgb_path.stem, truth, rgb, camera)
 
 
+# The real RGB-D frames shipped in data/ (licences and calibration in their READMEs): (depth file, colour file,
+# depth value per metre, colour intrinsics fx, fy, cx, cy; depth registered to colour).
+SHIPPED_FRAMES = (
+    ("tum_fr2_desk/depth_1.png", "tum_fr2_desk/rgb_1.png", 5000.0, DATASETS["tum_fr2"]["intrinsics"]),
+    ("tum_fr2_desk/depth_2.png", "tum_fr2_desk/rgb_2.png", 5000.0, DATASETS["tum_fr2"]["intrinsics"]),
+    ("realsense_d435/depth_in_color_mm.png", "realsense_d435/color.png", 1000.0,
+     (613.2037, 613.4193, 319.9388, 239.1830)),
+)
+
+
+def shipped_samples() -> list[Sample]:
+    """The frames of ``SHIPPED_FRAMES`` that are installed, named by their depth file (relative to data/)."""
+    from depth_ros.resources import package_file
+
+    samples = []
+    for depth_file, rgb_file, depth_scale, intrinsics in SHIPPED_FRAMES:
+        depth_path, rgb_path = package_file(f"data/{depth_file}"), package_file(f"data/{rgb_file}")
+        if depth_path is None or rgb_path is None:
+            continue
+        rgb = read_rgb_file(rgb_path)
+        samples.append(Sample(depth_file, read_depth_file(depth_path, depth_scale), rgb,
+                              pinhole_camera(rgb.shape[1], rgb.shape[0], *intrinsics)))
+    return samples
+
+
 def synthetic_samples(count: int, seed: int, width: int, height: int, motion: tuple[float, float] | None = None,
                       rate_hz: float = 15.0) -> Iterator[Sample]:
     """Procedural frames (depth_ros.synthetic) with exact depth and intrinsics; sky (no hit) has no data.

@@ -12,8 +12,8 @@ per-pixel confidence can rank it); unaligned numbers are printed beside them.
   image around 2 % (core.evaluation.noise_level_map), as a network's error does. Confidence from the local depth
   range alone (per frame), with the temporal filter's spread, and with a network that declares its noise level
   (a calibrated ``confidence_output``).
-- **Real frames** (TUM, D435 in data/): a network-like prediction of the true depth, and the embedded default
-  model run through DepthEstimator (its real errors).
+- **Real frames** (TUM, D435 in data/: bags.samples.shipped_samples): a network-like prediction of the true
+  depth, and the embedded default model run through DepthEstimator (its real errors).
 - The cost of the confidence per 640x480 frame.
 """
 
@@ -26,6 +26,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from depth_ros.cli.bench_temporal import sequence_truths
 from depth_ros.core.confidence import frame_confidence, halves_error
 from depth_ros.core.edges import window_radius
 from depth_ros.core.evaluation import jittered_prediction, network_like_depth, noise_level_map, valid_depth
@@ -66,6 +67,10 @@ class Halves:
         top, bottom, half = halves_error(confidence, raw)
         self.confident_raw, self.unconfident_raw = self.confident_raw + top / half, self.unconfident_raw + bottom / half
 
+    def __add__(self, other: Halves) -> Halves:
+        return Halves(self.confident + other.confident, self.unconfident + other.unconfident,
+                      self.confident_raw + other.confident_raw, self.unconfident_raw + other.unconfident_raw)
+
     def ratio(self, raw: bool = False) -> float:
         top, bottom = (self.confident_raw, self.unconfident_raw) if raw else (self.confident, self.unconfident)
         return top / bottom if bottom > 0 else float("nan")
@@ -75,16 +80,7 @@ class Halves:
 def _truths(seed: int, frames: int, speed: float, yaw_rate: float, change_at: int | None, how: str
             ) -> tuple[np.ndarray, ...]:
     """The exact depth of each frame of a sequence (rendered once per run: every mode scores the same)."""
-    rendered = [f.depth.astype(np.float32) for f in sequence(seed, frames, *SIZE, RATE_HZ, speed=speed,
-                                                              yaw_rate=yaw_rate)]
-    if change_at is not None and how == "cut":
-        other = sequence(seed + 1000, frames - change_at, *SIZE, RATE_HZ)
-        rendered[change_at:] = [f.depth.astype(np.float32) for f in other]
-    elif change_at is not None:
-        width, height = SIZE
-        for truth in rendered[change_at:]:
-            truth[height // 3: 2 * height // 3, width // 3: 2 * width // 3] = 0.8
-    return tuple(rendered)
+    return tuple(sequence_truths(seed, frames, SIZE, RATE_HZ, speed, yaw_rate, change_at, how)[0])
 
 
 def sequence_halves(seed: int, spec: tuple, noise: str, mode: str) -> Halves:
@@ -109,48 +105,26 @@ def sequence_halves(seed: int, spec: tuple, noise: str, mode: str) -> Halves:
     return halves
 
 
-def real_frames() -> list[tuple[str, np.ndarray, np.ndarray | None, tuple[float, float, float, float]]]:
-    """(name, true depth, RGB, intrinsics) of the real frames shipped in data/ (when installed)."""
-    from depth_ros.bags.samples import DATASETS, read_depth_file, read_rgb_file
-    from depth_ros.resources import package_file
-
-    frames = []
-    for index in (1, 2):
-        depth, rgb = package_file(f"data/tum_fr2_desk/depth_{index}.png"), package_file(
-            f"data/tum_fr2_desk/rgb_{index}.png")
-        if depth is not None and rgb is not None:
-            frames.append((f"TUM fr2 desk {index}", read_depth_file(depth, 5000.0), read_rgb_file(rgb),
-                           DATASETS["tum_fr2"]["intrinsics"]))
-    depth, rgb = package_file("data/realsense_d435/depth_in_color_mm.png"), package_file(
-        "data/realsense_d435/color.png")
-    if depth is not None and rgb is not None:
-        frames.append(("D435", read_depth_file(depth, 1000.0), read_rgb_file(rgb), D435_INTRINSICS))
-    return frames
-
-
-# The D435 colour camera of data/realsense_d435 (its README: the CameraInfo K).
-D435_INTRINSICS = (613.2037, 613.4193, 319.9388, 239.1830)
-
-
 def real_halves(model: str = "default") -> list[dict[str, object]]:
-    from depth_ros.bags.samples import pinhole_camera
+    """On the real frames in data/: a network-like prediction of the true depth, and ``model``'s own."""
+    from depth_ros.bags.samples import shipped_samples
     from depth_ros.pipeline import DepthEstimator, PipelineSettings
     from depth_ros.resources import resolve_model_path
 
     estimator = DepthEstimator.from_path(resolve_model_path(model), "onnxruntime",
                                          settings=PipelineSettings(min_depth=0.0, max_depth=1e9))
     rows = []
-    for name, truth, rgb, intrinsics in real_frames():
-        height, width = truth.shape
+    for shipped in shipped_samples():
+        truth = shipped.truth
         like = Halves()
         depth = network_like_depth(truth, 256, 192)
-        like.add(frame_confidence(depth, window_radius(width, 256)), depth, truth)
+        like.add(frame_confidence(depth, window_radius(truth.shape[1], 256)), depth, truth)
         network = Halves()
-        assert rgb is not None
-        frame = estimator.estimate(rgb, pinhole_camera(width, height, *intrinsics), confidence=True)
+        assert shipped.rgb is not None and shipped.camera is not None
+        frame = estimator.estimate(shipped.rgb, shipped.camera, confidence=True)
         assert frame.confidence is not None
         network.add(frame.confidence, frame.depth, truth)
-        rows.append({"frame": name, "network_like": like.ratio(), "default_model": network.ratio(),
+        rows.append({"frame": shipped.name, "network_like": like.ratio(), "default_model": network.ratio(),
                      "default_model_halves": (network.confident, network.unconfident)})
     return rows
 
@@ -189,12 +163,7 @@ def run() -> dict[str, object]:
         for spec in SEQUENCES:
             cells = []
             for mode in MODES:
-                total = Halves()
-                for seed in SCENES:
-                    part = sequence_halves(seed, spec, noise, mode)
-                    total = Halves(total.confident + part.confident, total.unconfident + part.unconfident,
-                                   total.confident_raw + part.confident_raw,
-                                   total.unconfident_raw + part.unconfident_raw)
+                total = sum((sequence_halves(seed, spec, noise, mode) for seed in SCENES), Halves())
                 results["sequences"].append({"noise": noise, "sequence": spec[0], "mode": mode,  # type: ignore[attr-defined]
                                              "ratio": total.ratio(), "ratio_unaligned": total.ratio(raw=True)})
                 cells.append(f"{total.ratio():.3f} ({total.ratio(raw=True):.3f})")

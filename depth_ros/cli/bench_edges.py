@@ -13,26 +13,19 @@ import time
 import cv2
 import numpy as np
 
-from depth_ros.bags.samples import read_depth_file
+from depth_ros.bags.samples import shipped_samples
 from depth_ros.core.edges import edge_mask, window_radius
 from depth_ros.core.evaluation import flying_pixels, network_like_depth
-from depth_ros.resources import package_file
 from depth_ros.synthetic.generator import sample
 
 NETWORK_SIZES = ((518, 392), (256, 192), (128, 96))
 THRESHOLDS = (0.03, 0.05, 0.08, 0.12)
-REAL_FRAMES = (("tum_fr2_desk/depth_1.png", 5000.0), ("tum_fr2_desk/depth_2.png", 5000.0),
-               ("realsense_d435/depth_in_color_mm.png", 1000.0))
 
 
 def truth_frames(width: int = 640, height: int = 480, synthetic: int = 12) -> list[tuple[str, np.ndarray]]:
     """Exact depth: ``synthetic`` procedural scenes and the real frames shipped in data/ (when installed)."""
     frames = [(f"synthetic_{i}", sample(777, i, width, height).depth.astype(np.float32)) for i in range(synthetic)]
-    for relative, scale in REAL_FRAMES:
-        path = package_file(f"data/{relative}")
-        if path is not None:
-            frames.append((relative, read_depth_file(path, scale)))
-    return frames
+    return frames + [(shipped.name, shipped.truth) for shipped in shipped_samples()]
 
 
 def edge_removal(frames: list[tuple[str, np.ndarray]], net_width: int, net_height: int,

@@ -39,26 +39,35 @@ def static_noise(seed: int, settings: TemporalSettings, rate_hz: float, size: tu
     return float(np.mean(raw_noise)), float(np.mean(filtered_noise))
 
 
+def sequence_truths(seed: int, count: int, size: tuple[int, int], rate_hz: float, speed: float = 0.0,
+                    yaw_rate: float = 0.0, change_at: int | None = None, kind: str = ""
+                    ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The exact depth (float32) of each frame of a sequence, and the pixels that change at frame ``change_at``:
+    from it on, ``kind`` 'object' puts an object 0.8 m away in the middle third of the image, 'cut' switches to
+    another scene (seed + 1000)."""
+    truths = [f.depth.astype(np.float32) for f in sequence(seed, count, *size, rate_hz, speed=speed,
+                                                            yaw_rate=yaw_rate)]
+    width, height = size
+    region = np.zeros((height, width), bool)
+    if change_at is not None and kind == "cut":
+        truths[change_at:] = [f.depth.astype(np.float32) for f in sequence(seed + 1000, count - change_at, *size,
+                                                                            rate_hz)]
+        region[:] = True
+    elif change_at is not None:
+        region[height // 3: 2 * height // 3, width // 3: 2 * width // 3] = True
+        for truth in truths[change_at:]:
+            truth[region] = 0.8
+    return truths, region
+
+
 def sudden_change(seed: int, settings: TemporalSettings, rate_hz: float, size: tuple[int, int],
                   kind: str) -> list[float]:
     """AbsRel of the filtered depth on the changed pixels, 0, 1 and 2 frames after the change."""
-    frames = sequence(seed, 13, *size, rate_hz)
+    truths, region = sequence_truths(seed, 13, size, rate_hz, change_at=10, kind=kind)
     rng = np.random.default_rng(seed)
     temporal = TemporalFilter(settings)
-    width, height = size
-    other = sequence(seed + 1000, 3, *size, rate_hz) if kind == "cut" else None
     scores = []
-    for index, frame in enumerate(frames):
-        truth = frame.depth.astype(np.float32)
-        region = np.zeros(truth.shape, bool)
-        if index >= 10:
-            if other is not None:
-                truth = other[index - 10].depth.astype(np.float32)
-                region[:] = True
-            else:  # an object 0.8 m away in the middle third of the image
-                region[height // 3: 2 * height // 3, width // 3: 2 * width // 3] = True
-                truth = truth.copy()
-                truth[region] = 0.8
+    for index, truth in enumerate(truths):
         filtered = temporal.update(jittered_prediction(truth, rng), index / rate_hz).depth
         if index >= 10:
             scores.append(abs_rel(np.where(region, filtered, np.nan), np.where(region, truth, np.nan)))

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
+from depth_ros.core.edges import window_extremes
 from depth_ros.core.temporal import TemporalResult
 
 TOLERANCE = 0.05  # relative error at which the confidence is 0.5 (the flying-pixel tolerance of core.edges' bench)
@@ -31,17 +31,11 @@ TOLERANCE = 0.05  # relative error at which the confidence is 0.5 (the flying-pi
 
 def local_range(depth: np.ndarray, radius: int) -> np.ndarray:
     """farthest / nearest - 1 over the valid depths within ``radius`` pixels of each pixel: the relative depth
-    range around it (float32; NaN where ``depth`` is invalid). Both extremes are window maxima of depth and of
-    inverse depth (invalid = 0), as in core.edges."""
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
-    valid = depth > 0  # False for NaN
-    inverse = np.zeros(depth.shape, np.float32)
-    np.divide(np.float32(1.0), depth, out=inverse, where=valid)
-    farthest = cv2.dilate(np.where(valid, depth, np.float32(0.0)), kernel, borderType=cv2.BORDER_REPLICATE)
-    nearest_inverse = cv2.dilate(inverse, kernel, borderType=cv2.BORDER_REPLICATE)
+    range around it (float32; NaN where ``depth`` is invalid), from the edge filter's window extremes."""
+    farthest, nearest_inverse, depths = window_extremes(depth, radius)
     farthest *= nearest_inverse
     farthest -= np.float32(1.0)
-    farthest[~valid] = np.nan
+    farthest[depths == 0] = np.nan
     return farthest
 
 

@@ -34,13 +34,12 @@ def edge_radius(geometry: InputGeometry, depth_width: int) -> int:
     return window_radius(depth_width, geometry.content_width)
 
 
-def edge_mask(depth: np.ndarray, threshold: float, radius: int) -> np.ndarray:
-    """True where ``depth`` (metres, NaN = invalid) lies more than ``threshold`` from both the nearest and
-    the farthest valid depth within ``radius`` pixels (a (2 radius + 1)^2 window). Invalid pixels are False.
+def window_extremes(depth: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(farthest depth, largest inverse depth (= 1 / the nearest), depth with invalid as 0) over the valid depths
+    within ``radius`` pixels of each pixel (a (2 radius + 1)^2 window; 0 where the window has none), float32.
 
-    Both extremes are window maxima (one morphological pass each, cheap): the farthest depth, and the
-    largest inverse depth (the nearest), with invalid pixels as 0, which never wins a maximum of positive
-    values. Float32 throughout, so the torch twin (core.torch_ops.edge_mask) gives the same mask.
+    Both extremes are window maxima (one morphological pass each, cheap), with invalid pixels as 0, which never
+    wins a maximum of positive values. The edge filter and the confidence's local range (core.confidence) use it.
     """
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
     depths = np.nan_to_num(depth, nan=0.0)
@@ -49,6 +48,15 @@ def edge_mask(depth: np.ndarray, threshold: float, radius: int) -> np.ndarray:
     inverse[depths == 0] = 0.0
     farthest = cv2.dilate(depths, kernel, borderType=cv2.BORDER_REPLICATE)
     nearest_inverse = cv2.dilate(inverse, kernel, borderType=cv2.BORDER_REPLICATE)
+    return farthest, nearest_inverse, depths
+
+
+def edge_mask(depth: np.ndarray, threshold: float, radius: int) -> np.ndarray:
+    """True where ``depth`` (metres, NaN = invalid) lies more than ``threshold`` from both the nearest and
+    the farthest valid depth within ``radius`` pixels (a (2 radius + 1)^2 window; ``window_extremes``). Invalid
+    pixels are False. Float32 throughout, so the torch twin (core.torch_ops.edge_mask) gives the same mask.
+    """
+    farthest, nearest_inverse, depths = window_extremes(depth, radius)
     factor = np.float32(1.0 + threshold)
     depths *= factor
     mask = np.greater(farthest, depths)  # something farther than depth * (1 + t)

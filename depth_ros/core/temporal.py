@@ -107,8 +107,10 @@ class TemporalFilter:
             mean_square = self._mean_square = np.where(both, square, np.float32(np.nan))
         else:
             known = both & np.isfinite(mean_square)
-            np.copyto(mean_square, square, where=both & ~known)
-            mean_square[known] += np.float32(alpha) * (square[known] - mean_square[known])
+            change = np.subtract(square, mean_square)
+            change *= np.float32(alpha)
+            np.add(mean_square, change, out=mean_square, where=known)
+            np.copyto(mean_square, square, where=both & ~known)  # seen in both for the first time
         return np.sqrt(mean_square)
 
     def _restart(self, depth: np.ndarray, log_depth: np.ndarray, stamp: float) -> TemporalResult:

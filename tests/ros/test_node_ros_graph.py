@@ -160,7 +160,7 @@ def test_shipped_qos_matches_reliable_and_best_effort_drivers_and_consumers(
     ros = client.node
 
     # What the node advertises, read from the ROS graph (the convention, not the node's own report).
-    for topic in ("depth", "depth/camera_info", "points", "depth/colored"):
+    for topic in ("depth", "depth/camera_info", "points", "depth/colored", "depth/confidence"):
         [info] = ros.get_publishers_info_by_topic(f"{ns}/{topic}")
         assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
         assert info.qos_profile.durability == DurabilityPolicy.VOLATILE, topic
@@ -175,6 +175,9 @@ def test_shipped_qos_matches_reliable_and_best_effort_drivers_and_consumers(
             received.setdefault(key, set()).add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
             if key.endswith("depth"):
                 np.testing.assert_allclose(depth_array(msg), 2.5, rtol=1e-5)
+            if key.endswith("confidence"):  # a flat wall: no local range, no other cue -> 1
+                assert msg.encoding == "32FC1"
+                np.testing.assert_allclose(depth_array(msg), 1.0, atol=1e-3)
         return callback
 
     consumers = {
@@ -182,6 +185,10 @@ def test_shipped_qos_matches_reliable_and_best_effort_drivers_and_consumers(
         "rviz_points": ros.create_subscription(PointCloud2, f"{ns}/points", store("rviz_points"), qos_profile(True)),
         "nav2_depth": ros.create_subscription(Image, f"{ns}/depth", store("nav2_depth"), qos_profile(False)),
         "nav2_points": ros.create_subscription(PointCloud2, f"{ns}/points", store("nav2_points"), qos_profile(False)),
+        "rviz_confidence": ros.create_subscription(Image, f"{ns}/depth/confidence", store("rviz_confidence"),
+                                                   qos_profile(True)),
+        "nav2_confidence": ros.create_subscription(Image, f"{ns}/depth/confidence", store("nav2_confidence"),
+                                                   qos_profile(False)),
     }
     drivers = {reliable: (ros.create_publisher(Image, f"{ns}/image", qos_profile(reliable)),
                           ros.create_publisher(CameraInfo, f"{ns}/camera_info", qos_profile(reliable)))
