@@ -24,20 +24,22 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 
-# Re-train the embedded default student from scratch (models/README.md: ~45 min on 2 CPU cores).
+# Re-train the embedded default student from scratch (models/README.md: ~90 min on 2 CPU cores).
 DEFAULT_RUN := out/train_default
-DEFAULT_COMMON := --arch student_cnn_s --batch-size 16 --seed 0 --threads 2 --workers 2 --max-depth 20
+DEFAULT_EXPORT ?= models/depth_ros_student_s.onnx
+DEFAULT_COMMON := --arch student_cnn_s --batch-size 16 --seed 0 --threads 2 --workers 2 --max-depth 20 \
+    --synthetic-recipe realistic
 # Resumable: an interrupted stage continues from its last.pt (and ends exactly as an uninterrupted run would);
 # a finished stage trains no more epochs.
 resume_from = $(if $(wildcard $(DEFAULT_RUN)/$(1)/last.pt),--resume $(DEFAULT_RUN)/$(1)/last.pt)
 
 default-model: setup
 	$(BIN)/depth-ros train --out $(DEFAULT_RUN)/128x96 $(DEFAULT_COMMON) --input-size 128x96 \
-	    --synthetic 12000 --synthetic-seed 1 --epochs 8 --lr 2e-3 $(call resume_from,128x96)
+	    --synthetic 20000 --synthetic-seed 1 --epochs 8 --lr 2e-3 $(call resume_from,128x96)
 	$(BIN)/depth-ros train --out $(DEFAULT_RUN)/256x192 $(DEFAULT_COMMON) --input-size 256x192 \
 	    --synthetic 2400 --synthetic-seed 2 --epochs 3 --lr 5e-4 --init $(DEFAULT_RUN)/128x96/best.pt \
 	    $(call resume_from,256x192) \
-	    --export models/depth_ros_student_s.onnx --name "depth_ros student_cnn_s (synthetic scenes)"
+	    --export $(DEFAULT_EXPORT) --name "depth_ros student_cnn_s (realistic synthetic scenes)"
 
 lint: setup
 	$(BIN)/ruff check depth_ros tests launch

@@ -164,15 +164,18 @@ def shipped_samples() -> list[Sample]:
 
 
 def synthetic_samples(count: int, seed: int, width: int, height: int, motion: tuple[float, float] | None = None,
-                      rate_hz: float = 15.0) -> Iterator[Sample]:
+                      rate_hz: float = 15.0, recipe_name: str = "realistic") -> Iterator[Sample]:
     """Procedural frames (depth_ros.synthetic) with exact depth and intrinsics; sky (no hit) has no data.
 
     ``motion`` (m/s ahead, rad/s turning): instead of independent scenes, one scene seen by a moving camera at
     ``rate_hz``, stamped (synthetic.generator.sequence; what the temporal filter is scored on).
+    ``recipe_name``: depth_ros.synthetic.recipes (sequences are rendered with the basic recipe's scenes).
     Use a seed no training run used: `depth-ros train --synthetic-seed` picks the training frames.
     """
-    from depth_ros.synthetic.generator import sample as synthetic_sample
     from depth_ros.synthetic.generator import sequence
+    from depth_ros.synthetic.recipes import recipe
+
+    synthetic_sample = recipe(recipe_name)
 
     moving = None if motion is None else sequence(seed, count, width, height, rate_hz, *motion)
     for index in range(count):

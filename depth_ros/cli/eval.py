@@ -46,6 +46,7 @@ from depth_ros.core.evaluation import (
     summarise,
     valid_depth,
 )
+from depth_ros.synthetic.recipes import DEFAULT_RECIPE, RECIPES
 
 # ----------------------------------------------------------------------------- predictions
 
@@ -326,6 +327,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gt.add_argument("--synthetic", type=int, metavar="N", help="N procedural frames with exact depth (held out: "
                     "use a --synthetic-seed no training run used)")
     gt.add_argument("--synthetic-seed", type=int, default=1000)
+    gt.add_argument("--synthetic-recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
+                    help="procedural scene recipe (depth_ros.synthetic.recipes)")
     gt.add_argument("--synthetic-size", default="640x480", metavar="WxH")
     gt.add_argument("--synthetic-motion", metavar="SPEED[,YAW_RATE]",
                     help="--synthetic as one scene seen by a camera moving ahead at SPEED m/s, turning at YAW_RATE "
@@ -395,7 +398,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             if not 1 <= len(parts) <= 2:
                 raise ValueError("--synthetic-motion is SPEED or SPEED,YAW_RATE")
             motion = (parts[0], parts[1] if len(parts) == 2 else 0.0)
-        samples = synthetic_samples(args.synthetic, args.synthetic_seed, width, height, motion, args.frame_rate)
+        samples = synthetic_samples(args.synthetic, args.synthetic_seed, width, height, motion, args.frame_rate,
+                                    args.synthetic_recipe)
     elif args.rgb_dir is not None or args.depth_dir is not None or args.associations is not None:
         depth_scale = args.depth_scale or preset.get("depth_scale")
         if depth_scale is None:

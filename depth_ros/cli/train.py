@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from depth_ros.synthetic.recipes import DEFAULT_RECIPE, RECIPES
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -27,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data = p.add_argument_group("data (any combination with one label kind)")
     data.add_argument("--synthetic", type=int, default=0, metavar="N", help="N procedural frames with exact depth")
     data.add_argument("--synthetic-seed", type=int, default=0, help="data set seed of the procedural frames")
+    data.add_argument("--synthetic-recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
+                      help="procedural scene recipe (depth_ros.synthetic.recipes)")
     data.add_argument("--images", action="append", default=[], metavar="DIR", help="image folder (needs --teacher)")
     data.add_argument("--bag", action="append", default=[], help="bag with images (--image-topic)")
     data.add_argument("--image-topic", help="image topic in --bag (raw or .../compressed)")
@@ -65,7 +69,7 @@ def load_data(args: argparse.Namespace, width: int, height: int):
     parts = []
     if args.synthetic > 0:
         parts.append(d.synthetic_examples(args.synthetic, args.synthetic_seed, width, height, args.max_depth,
-                                          args.workers))
+                                          args.workers, recipe_name=args.synthetic_recipe))
     if args.bag and args.depth_topic:
         if not args.image_topic:
             raise ValueError("--depth-topic needs --image-topic (the images the depth is registered to)")

@@ -9,11 +9,13 @@ this unnormalised direction IS the depth Z (the optical-axis distance), so depth
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-TEXTURES = ("plain", "checker", "stripes", "noise", "grain")
+# The first five are the basic recipe's; the rest have natural-image statistics (1/f spectra) or mimic common
+# indoor surfaces (wood grain, floor and ceiling tiles, marker scribbles on a whiteboard).
+TEXTURES = ("plain", "checker", "stripes", "noise", "grain", "fractal", "wood", "tiles", "marker")
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class Material:
     colour_b: tuple[float, float, float]
     texture: str = "plain"  # one of TEXTURES
     scale: float = 1.0  # texture cycles per metre
+    angle: float = 0.0  # radians: rotation of the texture on the surface
+    emissive: float = 0.0  # light of its own (screens, windows, lamps), added to the shading
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,15 @@ class Scene:
     ambient: float = 0.35
     sky: tuple[float, float, float] | None = None  # colour where nothing is hit (outdoors)
     kind: str = "room"
+    # Opt-in realism (the basic recipe leaves these off, so its frames never change):
+    lamp: tuple[float, float, float] | None = None  # a point light (world), falling off with distance squared
+    lamp_power: float = 0.0  # the lamp's term at distance lamp_reference along its surface normal
+    lamp_reference: float = 1.0  # metres
+    sun: float = 1.0  # weight of the directional light (light_dir)
+    shadows: bool = False  # boxes cast shadows of the lamp and the directional light
+    occlusion: float = 0.0  # strength of the ambient-occlusion approximation (contact darkening)
+    occlusion_radius: float = 0.25  # metres
+    sky_horizon: tuple[float, float, float] | None = None  # sky colour at the horizon (a vertical gradient)
 
 
 @dataclass
@@ -107,6 +120,26 @@ def _noise_tile(seed: int = 12345, size: int = 128) -> np.ndarray:
 
 
 NOISE = _noise_tile()
+
+
+def _fractal_tile(seed: int = 4321, size: int = 256, exponent: float = 1.8) -> np.ndarray:
+    """A tileable noise tile in [0, 1] with a 1/f^exponent power spectrum (natural images: ~2), made once."""
+    rng = np.random.default_rng(seed)
+    f = np.fft.fftfreq(size)
+    radius = np.hypot(f[:, None], f[None, :])
+    radius[0, 0] = 1.0
+    spectrum = np.fft.fft2(rng.normal(size=(size, size))) / radius ** (exponent / 2)
+    spectrum[0, 0] = 0.0
+    tile = np.real(np.fft.ifft2(spectrum))
+    return (tile - tile.min()) / (tile.max() - tile.min())
+
+
+FRACTAL = _fractal_tile()
+
+
+def _lookup(tile: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    size = tile.shape[0]
+    return tile[np.floor(v).astype(np.int64) % size, np.floor(u).astype(np.int64) % size]
 
 
 def pixel_rays(camera: PinholeCamera) -> np.ndarray:
@@ -157,8 +190,8 @@ def _intersect_boxes(boxes: list[Box], origin: np.ndarray, dirs: np.ndarray):
     t_hi = np.maximum(t1, t2)
     t_lo = np.where(np.isnan(t_lo), -np.inf, t_lo)  # a ray parallel to a slab inside it
     t_hi = np.where(np.isnan(t_hi), np.inf, t_hi)
-    t_near = t_lo.max(axis=2)
-    t_far = t_hi.min(axis=2)
+    t_near = np.maximum(np.maximum(t_lo[..., 0], t_lo[..., 1]), t_lo[..., 2])  # faster than .max(axis=2)
+    t_far = np.minimum(np.minimum(t_hi[..., 0], t_hi[..., 1]), t_hi[..., 2])
     hit = (t_near <= t_far) & (t_near > 1e-9)
     t_box = np.where(hit, t_near, np.inf)  # (N, B); a camera inside a box sees out (no hit)
     index = t_box.argmin(axis=1)
@@ -177,14 +210,111 @@ def _texture(material_ids: np.ndarray, materials: list[Material], u: np.ndarray,
     colour_b = np.array([m.colour_b for m in materials])[material_ids]
     scale = np.array([m.scale for m in materials])[material_ids]
     kind = np.array([TEXTURES.index(m.texture) for m in materials])[material_ids]
+    angle = np.array([m.angle for m in materials])[material_ids]
+    if np.any(angle != 0.0):
+        c, s = np.cos(angle), np.sin(angle)
+        u, v = c * u - s * v, s * u + c * v
     su, sv = u * scale, v * scale
     checker = (np.floor(su) + np.floor(sv)) % 2
     stripes = (np.floor(su * 2) % 2).astype(float)
     size = NOISE.shape[0]
     noise = NOISE[(np.floor(sv * 16).astype(int)) % size, (np.floor(su * 16).astype(int)) % size]
     grain = NOISE[(np.floor(sv * 64).astype(int)) % size, (np.floor(su * 4).astype(int)) % size]
-    mix = np.select([kind == 1, kind == 2, kind == 3, kind == 4], [checker, stripes, noise, grain], 0.0)
+    choices = [kind == 1, kind == 2, kind == 3, kind == 4]
+    values = [checker, stripes, noise, grain]
+    if kind.max(initial=0) >= 5:
+        fractal = _lookup(FRACTAL, su * 32, sv * 32)
+        # Wood: growth rings along u, warped by low-frequency noise, with fine fibres.
+        warp = _lookup(FRACTAL, su * 4, sv * 24)
+        wood = 0.5 + 0.5 * np.sin(2 * np.pi * (su * 3 + 4 * warp)) * (0.6 + 0.4 * _lookup(FRACTAL, su * 200, sv * 6))
+        # Tiles: grout lines on a unit grid, each tile's shade a little different.
+        fu, fv = su - np.floor(su), sv - np.floor(sv)
+        grout = (fu < 0.04) | (fv < 0.04)
+        shade = _lookup(FRACTAL, np.floor(su) * 37.0, np.floor(sv) * 53.0)
+        tiles = np.where(grout, 1.0, 0.25 * shade + 0.15 * fractal)
+        # Marker: thin contour lines of a noise field look like handwriting and drawings.
+        field = _lookup(FRACTAL, su * 48, sv * 48)
+        marker = (np.abs(field - 0.5) < 0.012).astype(float)
+        choices += [kind == 5, kind == 6, kind == 7, kind == 8]
+        values += [fractal, wood, tiles, marker]
+    mix = np.select(choices, values, 0.0)
     return colour_a * (1 - mix[:, None]) + colour_b * mix[:, None]
+
+
+def _box_frames(boxes: list[Box]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centres (B, 3), half sizes (B, 3), world-to-box rotations (B, 3, 3))."""
+    centres = np.array([b.centre for b in boxes], dtype=np.float64)
+    halves = np.array([b.half for b in boxes], dtype=np.float64)
+    c, s = np.cos([b.yaw for b in boxes]), np.sin([b.yaw for b in boxes])
+    rot = np.zeros((len(boxes), 3, 3))
+    rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, -s, 1.0, s, c
+    return centres, halves, rot
+
+
+def _occluded(boxes: list[Box], points: np.ndarray, towards: np.ndarray, t_max: np.ndarray) -> np.ndarray:
+    """Whether a box lies on each segment points + t·towards, 0 < t < t_max (shadow rays)."""
+    occluded = np.zeros(points.shape[0], dtype=bool)
+    if not boxes:
+        return occluded
+    centres, halves, rot = _box_frames(boxes)
+    for b in range(len(boxes)):  # one box at a time keeps the memory at O(rays)
+        o = (points - centres[b]) @ rot[b].T
+        d = towards @ rot[b].T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = 1.0 / d
+            t1 = (-halves[b] - o) * inv
+            t2 = (halves[b] - o) * inv
+        lo = np.where(np.isnan(t1), -np.inf, np.minimum(t1, t2))
+        hi = np.where(np.isnan(t2), np.inf, np.maximum(t1, t2))
+        t_lo = np.maximum(np.maximum(lo[:, 0], lo[:, 1]), lo[:, 2])
+        t_hi = np.minimum(np.minimum(hi[:, 0], hi[:, 1]), hi[:, 2])
+        occluded |= (t_lo <= t_hi) & (t_hi > 1e-6) & (t_lo < t_max)
+    return occluded
+
+
+def _ambient_occlusion(scene: Scene, point: np.ndarray, normal: np.ndarray, own_plane: np.ndarray,
+                       own_box: np.ndarray) -> np.ndarray:
+    """Contact darkening in [0.25, 1]: every other surface near a point, in front of its tangent plane, occludes
+    part of its sky. A cheap stand-in for ray-traced ambient occlusion (corners, the floor under furniture)."""
+    radius = scene.occlusion_radius
+    total = np.zeros(point.shape[0])
+    for i, plane in enumerate(scene.planes):
+        gap = plane.offset - point[:, plane.axis]
+        distance = np.abs(gap)
+        facing = np.sign(gap) * normal[:, plane.axis]  # cos of the direction to the plane against the normal
+        weight = np.clip(1.0 + facing, 0.0, 1.0) * np.exp(-distance / radius)
+        total += np.where(own_plane == i, 0.0, weight)
+    if scene.boxes:
+        centres, halves, rot = _box_frames(scene.boxes)
+        for b in range(len(scene.boxes)):
+            local = (point - centres[b]) @ rot[b].T
+            nearest = np.clip(local, -halves[b], halves[b])
+            offset = (nearest - local) @ rot[b]  # to the nearest box point, world frame
+            distance = np.linalg.norm(offset, axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                facing = np.where(distance > 1e-9, np.einsum("ij,ij->i", offset, normal) / distance, 0.0)
+            weight = np.clip(1.0 + facing, 0.0, 1.0) * np.exp(-distance / radius)
+            total += np.where(own_box == b, 0.0, weight)
+    return np.clip(1.0 - scene.occlusion * total, 0.25, 1.0)
+
+
+def _in_view(boxes: list[Box], camera: PinholeCamera) -> list[Box]:
+    """The boxes whose bounding spheres reach into the camera's frustum: no other box can be hit by a pixel's ray,
+    so the others are skipped (an exact cull: the hits are the same)."""
+    if not boxes:
+        return boxes
+    centres = np.array([b.centre for b in boxes], dtype=np.float64) - np.asarray(camera.position)[None, :]
+    local = centres @ camera.rotation()  # world -> camera frame
+    radius = np.linalg.norm(np.array([b.half for b in boxes]), axis=1) * 1.001 + 1e-6
+    u_lo, u_hi = (-0.5 - camera.cx) / camera.fx, (camera.width - 0.5 - camera.cx) / camera.fx
+    v_lo, v_hi = (-0.5 - camera.cy) / camera.fy, (camera.height - 0.5 - camera.cy) / camera.fy
+    x, y, z = local[:, 0], local[:, 1], local[:, 2]
+    keep = z > -radius
+    for a, b in ((1.0, -u_lo), (-1.0, u_hi)):  # side planes a·x + b·z >= 0 through the optical centre
+        keep &= (a * x + b * z) / np.hypot(a, b) > -radius
+    for a, b in ((1.0, -v_lo), (-1.0, v_hi)):
+        keep &= (a * y + b * z) / np.hypot(a, b) > -radius
+    return [box for box, k in zip(boxes, keep, strict=True) if k]
 
 
 def render(scene: Scene, camera: PinholeCamera, rng: np.random.Generator | None = None) -> Frame:
@@ -193,6 +323,8 @@ def render(scene: Scene, camera: PinholeCamera, rng: np.random.Generator | None 
     rot = camera.rotation()
     dirs = rays @ rot.T  # world directions, still scaled so that t = Z
     origin = np.asarray(camera.position, dtype=np.float64)
+    # Shadows and occlusion come from the boxes in view only: a cheap approximation off screen.
+    scene = replace(scene, boxes=_in_view(scene.boxes, camera))
     t_plane, i_plane = _intersect_planes(scene.planes, origin, dirs)
     t_box, i_box, face_axis, face_sign, local = _intersect_boxes(scene.boxes, origin, dirs)
     use_box = t_box < t_plane
@@ -239,10 +371,40 @@ def render(scene: Scene, camera: PinholeCamera, rng: np.random.Generator | None 
     # A soft headlight term keeps faces turned away from the main light from going flat black.
     view = -dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
     head = np.clip(np.einsum("ij,ij->i", normal, view), 0.0, None)
-    shade = scene.ambient + (1 - scene.ambient) * (0.75 * diffuse + 0.25 * head)
+    realistic = scene.lamp is not None or scene.shadows or scene.occlusion > 0
+    if not realistic:
+        shade = scene.ambient + (1 - scene.ambient) * (0.75 * diffuse + 0.25 * head)
+    else:
+        lit = hit.copy()
+        start = point + 1e-4 * normal  # off the surface, so it does not shadow itself
+        sun = scene.sun * diffuse
+        if scene.shadows and scene.boxes:
+            in_sun = lit & (diffuse > 0)
+            sun[in_sun] *= ~_occluded(scene.boxes, start[in_sun], np.broadcast_to(light, (int(in_sun.sum()), 3)),
+                                      np.full(int(in_sun.sum()), np.inf))
+        lamp_term = np.zeros(n_rays)
+        if scene.lamp is not None:
+            to_lamp = np.asarray(scene.lamp, dtype=np.float64)[None, :] - point
+            distance = np.linalg.norm(to_lamp, axis=1)
+            cos = np.clip(np.einsum("ij,ij->i", normal, to_lamp) / np.maximum(distance, 1e-6), 0.0, None)
+            lamp_term = scene.lamp_power * cos * (scene.lamp_reference / np.maximum(distance, 0.05)) ** 2
+            if scene.shadows and scene.boxes:
+                in_lamp = lit & (cos > 0)
+                lamp_term[in_lamp] *= ~_occluded(scene.boxes, start[in_lamp], to_lamp[in_lamp],
+                                                 np.ones(int(in_lamp.sum())))
+        ambient = np.full(n_rays, scene.ambient)
+        if scene.occlusion > 0:
+            own_plane = np.where(on_plane, i_plane, -1)
+            own_box = np.where(hit & use_box, i_box, -1)
+            ambient = ambient * _ambient_occlusion(scene, point, normal, own_plane, own_box)
+        emissive = np.array([m.emissive for m in materials])[material] if materials else np.zeros(n_rays)
+        shade = ambient + (1 - scene.ambient) * (sun + lamp_term + 0.15 * head) + emissive
     colour = albedo * shade[:, None]
     sky = np.asarray(scene.sky if scene.sky is not None else (0.0, 0.0, 0.0))
-    colour = np.where(hit[:, None], colour, sky[None, :])
+    if scene.sky_horizon is not None:  # brighter towards the horizon: blend by the ray's elevation
+        elevation = np.clip(dirs[:, 1] / np.linalg.norm(dirs, axis=1), 0.0, 1.0) ** 0.5
+        sky = np.asarray(scene.sky_horizon)[None, :] * (1 - elevation[:, None]) + sky[None, :] * elevation[:, None]
+    colour = np.where(hit[:, None], colour, sky)
     if rng is not None:
         colour = colour + rng.normal(0.0, 0.01, colour.shape)  # sensor noise
     rgb = (np.clip(colour, 0.0, 1.0) ** (1 / 2.2) * 255.0 + 0.5).astype(np.uint8)

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_ros.synthetic.generator import sample as synthetic_sample
+from depth_ros.synthetic.recipes import DEFAULT_RECIPE, recipe
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -42,16 +42,17 @@ def _canonical_from_depth(depth: np.ndarray, f_over_w: float, max_depth: float) 
         return np.where(ok, f_over_w / depth, np.nan).astype(np.float32)
 
 
-def _synthetic_one(args: tuple[int, int, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
-    seed, index, width, height, max_depth = args
-    frame = synthetic_sample(seed, index, width, height)
+def _synthetic_one(args: tuple[str, int, int, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
+    name, seed, index, width, height, max_depth = args
+    frame = recipe(name)(seed, index, width, height)
     return frame.rgb, _canonical_from_depth(frame.depth, frame.camera.fx / width, max_depth)
 
 
 def synthetic_examples(count: int, seed: int, width: int, height: int, max_depth: float = 80.0,
-                       workers: int = 1, start: int = 0) -> Examples:
-    """``count`` procedural frames (indices start.. of data set ``seed``) with exact canonical labels."""
-    jobs = [(seed, start + i, width, height, max_depth) for i in range(count)]
+                       workers: int = 1, start: int = 0, recipe_name: str = DEFAULT_RECIPE) -> Examples:
+    """``count`` procedural frames (indices start.. of data set ``seed`` of a recipe) with exact canonical labels."""
+    recipe(recipe_name)  # an unknown name fails here, not in a worker
+    jobs = [(recipe_name, seed, start + i, width, height, max_depth) for i in range(count)]
     if workers > 1:
         with get_context("spawn").Pool(workers) as pool:
             results = pool.map(_synthetic_one, jobs, chunksize=16)

@@ -225,24 +225,31 @@ def test_eval_cli_explains_missing_inputs(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_eval_on_held_out_synthetic_frames(tmp_path: Path) -> None:
-    """--synthetic: procedural frames with the generator's exact depth and intrinsics as the ground truth."""
+    """--synthetic: procedural frames with the recipe's exact depth and intrinsics as the ground truth (the
+    realistic recipe by default, the basic one on request)."""
     from depth_ros.bags.samples import synthetic_samples
-    from depth_ros.synthetic.generator import sample
+    from depth_ros.synthetic import generator, realistic
 
-    for s in synthetic_samples(3, 1234, 96, 64):
-        index = int(s.name.rsplit("_", 1)[1])
-        frame = sample(1234, index, 96, 64)
-        finite = np.isfinite(frame.depth)
-        np.testing.assert_array_equal(s.truth[finite], frame.depth[finite])
-        assert np.isnan(s.truth[~finite]).all()  # sky: no data, never a number
-        np.testing.assert_array_equal(s.rgb, frame.rgb)
-        c = frame.camera
-        assert s.camera is not None and (s.camera.fx, s.camera.fy, s.camera.cx, s.camera.cy) == (c.fx, c.fy, c.cx, c.cy)
-    out = tmp_path / "synthetic"
-    assert eval_cli(["--synthetic", "2", "--synthetic-seed", "1234", "--synthetic-size", "128x96",
-                     "--model", "default", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames"] == 2 and math.isfinite(summary["metrics"]["abs_rel"]["mean"])
+    for name, sample in (("realistic", realistic.sample), ("basic", generator.sample)):
+        samples = list(synthetic_samples(3, 1234, 96, 64, recipe_name=name))
+        if name == "realistic":  # the default
+            assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(samples, synthetic_samples(3, 1234, 96, 64)))
+        for s in samples:
+            index = int(s.name.rsplit("_", 1)[1])
+            frame = sample(1234, index, 96, 64)
+            finite = np.isfinite(frame.depth)
+            np.testing.assert_array_equal(s.truth[finite], frame.depth[finite])
+            assert np.isnan(s.truth[~finite]).all()  # sky: no data, never a number
+            np.testing.assert_array_equal(s.rgb, frame.rgb)
+            c = frame.camera
+            assert s.camera is not None and (s.camera.fx, s.camera.fy, s.camera.cx, s.camera.cy) == (c.fx, c.fy,
+                                                                                                    c.cx, c.cy)
+    for name in ("realistic", "basic"):
+        out = tmp_path / name
+        assert eval_cli(["--synthetic", "2", "--synthetic-seed", "1234", "--synthetic-size", "128x96",
+                         "--synthetic-recipe", name, "--model", "default", "--out", str(out)]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["frames"] == 2 and math.isfinite(summary["metrics"]["abs_rel"]["mean"])
 
 
 def test_embedded_default_student_matches_its_model_card(tmp_path: Path) -> None:
