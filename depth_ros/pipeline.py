@@ -18,6 +18,7 @@ The node and the bag tools (through depth_ros.ros.frame_processor), eval and the
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -91,6 +92,23 @@ def offers_device_inference(backend: object) -> bool:
     return callable(getattr(backend, "infer_device", None))
 
 
+@dataclass
+class FrameRequest:
+    """One frame for ``DepthEstimator.estimate_batch``: the arguments of ``estimate`` (see there)."""
+
+    rgb: np.ndarray
+    camera: CameraModel
+    points_stride: int | None = None
+    settings: PipelineSettings | None = None
+    temporal: TemporalFilter | None = None
+    stamp: float = 0.0
+    confidence: bool = False
+    scale_hook: ScaleHook | None = None  # this camera's online scale recovery (None: the estimator's own)
+
+
+_CACHED_PLANS = 16  # frame plans kept (one per camera and settings: several cameras share one estimator)
+
+
 @dataclass(frozen=True)
 class FramePlan:
     """What converting a frame of one camera needs beyond its pixels: made once per camera model and
@@ -119,7 +137,9 @@ class DepthEstimator:
         self.contract = contract
         self.settings = settings or PipelineSettings()
         self._geometry_cache: dict[tuple[int, int], InputGeometry] = {}
-        self._last_plan: tuple[CameraModel, PipelineSettings, FramePlan] | None = None
+        # (id(camera), id(settings)) -> (camera, settings, plan): the node's camera models and settings are the
+        # same objects frame after frame, one pair per camera it serves.
+        self._plans: OrderedDict[tuple[int, int], tuple[CameraModel, PipelineSettings, FramePlan]] = OrderedDict()
         self.scale_hook: ScaleHook | None = None  # online scale recovery (the node sets it once)
         # Called with each new network input size (height, width) before the first frame at that size runs:
         # the startup correctness check (depth_ros.backends.check.BackendChecker); it may raise.
@@ -164,7 +184,9 @@ class DepthEstimator:
             geometry = plan_input(height, width, self.contract.input, self.backend.fixed_input_size)
             if self.input_check is not None:
                 self.input_check((geometry.net_height, geometry.net_width))
-            self._geometry_cache = {key: geometry}  # cameras rarely change size: keep one
+            if len(self._geometry_cache) >= _CACHED_PLANS:  # cameras rarely change size: a few are kept
+                self._geometry_cache.pop(next(iter(self._geometry_cache)))
+            self._geometry_cache[key] = geometry
         return geometry
 
     def depth_range(self, settings: PipelineSettings | None = None) -> tuple[float, float]:
@@ -180,9 +202,11 @@ class DepthEstimator:
         """The frame plan for images of ``camera`` under ``settings`` (the last one is kept: the node's
         camera model and settings are the same objects frame after frame)."""
         settings = settings or self.settings
-        last = self._last_plan
-        if last is not None and last[0] is camera and last[1] is settings:
-            return last[2]
+        key = (id(camera), id(settings))
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] is camera and cached[1] is settings:
+            self._plans.move_to_end(key)
+            return cached[2]
         geometry = self.geometry(camera.height, camera.width)
         width, height = output_size(camera.width, camera.height, settings.output_scale)
         metric = MetricContext(
@@ -195,8 +219,15 @@ class DepthEstimator:
         radius = edge_radius(geometry, width)
         edges = (settings.edge_threshold, radius) if settings.edge_filter else None
         plan = FramePlan(geometry, camera.scaled_to(width, height), metric, self.depth_range(settings), edges, radius)
-        self._last_plan = (camera, settings, plan)
+        self._plans[key] = (camera, settings, plan)
+        while len(self._plans) > _CACHED_PLANS:
+            self._plans.popitem(last=False)
         return plan
+
+    @property
+    def max_batch(self) -> int:
+        """The most frames one forward pass takes (the backend's ``max_batch``; 1 = one by one)."""
+        return max(1, int(getattr(self.backend, "max_batch", 1)))
 
     def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, InputGeometry, dict[str, float]]:
         """Run the network: (raw 2-D output at network resolution on the host, input geometry, timings)."""
@@ -210,7 +241,7 @@ class DepthEstimator:
 
     def estimate(self, rgb: np.ndarray, camera: CameraModel, points_stride: int | None = None,
                  settings: PipelineSettings | None = None, temporal: TemporalFilter | None = None,
-                 stamp: float = 0.0, confidence: bool = False) -> DepthFrame:
+                 stamp: float = 0.0, confidence: bool = False, scale_hook: ScaleHook | None = None) -> DepthFrame:
         """HxWx3 uint8 RGB (the camera model's size) -> metric depth at image size * output_scale.
 
         ``points_stride``: also return the point cloud of the depth image at this stride (``DepthFrame.points``);
@@ -222,19 +253,97 @@ class DepthEstimator:
         host arrays: on the device path the depth goes to the host for it and back.
         ``confidence``: also return the depth's confidence (``DepthFrame.confidence``, core.confidence): from the
         local depth range, the temporal filter's spread and the model's uncertainty output when it declares one.
+        ``scale_hook``: this camera's online scale recovery (default: ``self.scale_hook``).
         """
+        request = FrameRequest(rgb, camera, points_stride, settings, temporal, stamp, confidence, scale_hook)
+        plan = self._check(request)
+        with self._ops.running():
+            prediction, uncertainty, timings = self._network_map(rgb, plan.geometry, confidence)
+            return self._metric_frame(prediction, plan, points_stride, timings, temporal, stamp, confidence,
+                                      uncertainty, scale_hook)
+
+    def estimate_batch(self, requests: list[FrameRequest], return_errors: bool = False
+                       ) -> list[DepthFrame | Exception]:
+        """Several frames (of several cameras) at once: frames whose network inputs have the same size run in one
+        forward pass of up to ``max_batch`` frames, the rest one by one; each frame's result is what ``estimate``
+        gives for it. The frames' timings share the pass: ``inference`` is the whole pass, ``batch`` its size.
+
+        ``return_errors``: a frame that fails (its plan, its scale fit, or the pass it ran in) gets its exception
+        in its place and the other frames go on (one camera's problem never costs another its frame); otherwise
+        the first failure is raised."""
+        results: list[DepthFrame | Exception | None] = [None] * len(requests)
+        groups: dict[tuple[int, int], list[tuple[int, FramePlan]]] = {}
+        for index, request in enumerate(requests):
+            try:
+                plan = self._check(request)
+            except Exception as exc:
+                if not return_errors:
+                    raise
+                results[index] = exc
+                continue
+            groups.setdefault((plan.geometry.net_height, plan.geometry.net_width), []).append((index, plan))
+        limit = self.max_batch
+        with self._ops.running():
+            for members in groups.values():
+                for start in range(0, len(members), limit):
+                    chunk = members[start:start + limit]
+                    try:
+                        maps = self._network_maps([requests[i] for i, _ in chunk], [plan for _, plan in chunk])
+                    except Exception as exc:
+                        if not return_errors:
+                            raise
+                        for i, _ in chunk:
+                            results[i] = exc
+                        continue
+                    for (index, plan), (prediction, uncertainty, timings) in zip(chunk, maps, strict=True):
+                        r = requests[index]
+                        try:
+                            results[index] = self._metric_frame(prediction, plan, r.points_stride, timings,
+                                                                r.temporal, r.stamp, r.confidence, uncertainty,
+                                                                r.scale_hook)
+                        except Exception as exc:
+                            if not return_errors:
+                                raise
+                            results[index] = exc
+        return results  # type: ignore[return-value]
+
+    def _check(self, request: FrameRequest) -> FramePlan:
+        rgb, camera, points_stride = request.rgb, request.camera, request.points_stride
         if rgb.shape[1] != camera.width or rgb.shape[0] != camera.height:
             raise ValueError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera model is {camera.width}x{camera.height}"
             )
         if points_stride is not None and (isinstance(points_stride, bool) or int(points_stride) < 1):
             raise ValueError(f"points_stride must be >= 1, got {points_stride!r}")
-        plan = self.plan(camera, settings)
-        with self._ops.running():
-            prediction, uncertainty, timings = self._network_map(rgb, plan.geometry, confidence)
-            return self._metric_frame(prediction, plan, points_stride, timings, temporal, stamp, confidence,
-                                      uncertainty)
+        return self.plan(camera, request.settings)
 
+    def _network_maps(self, requests: list[FrameRequest], plans: list[FramePlan]
+                      ) -> list[tuple[Any, Any, dict[str, float]]]:
+        """``_network_map`` of frames with the same network input size, in one forward pass."""
+        if len(requests) == 1:
+            return [self._network_map(requests[0].rgb, plans[0].geometry, requests[0].confidence)]
+        ops = self._ops
+        t0 = time.perf_counter()
+        tensors = [ops.preprocess(r.rgb, geometry=p.geometry) for r, p in zip(requests, plans, strict=True)]
+        batch = _concatenate(tensors)
+        if ops.synchronize is not None:
+            ops.synchronize()
+        t1 = time.perf_counter()
+        confidence = any(r.confidence for r in requests) and bool(self._confidence_outputs)
+        if confidence:
+            output, extra = self._infer(batch, self._confidence_outputs)
+        else:
+            output, extra = self._infer(batch), None
+        _check_batch(output, len(requests))
+        # Each frame's slice keeps the batch axis at 1: output_map squeezes it as for a single frame.
+        maps = [ops.output_map(output[i:i + 1]) for i in range(len(requests))]
+        extras = [ops.output_map(extra[i:i + 1]) if extra is not None and r.confidence else None
+                  for i, r in enumerate(requests)]
+        if ops.synchronize is not None:
+            ops.synchronize()
+        t2 = time.perf_counter()
+        timings = {"preprocess": t1 - t0, "inference": t2 - t1, "batch": float(len(requests))}
+        return [(m, e, dict(timings)) for m, e in zip(maps, extras, strict=True)]
     def _network_map(self, rgb: np.ndarray, geometry: InputGeometry, confidence: bool = False
                      ) -> tuple[Any, Any, dict[str, float]]:
         """Preprocess -> infer: (2-D output map at network resolution, the uncertainty map when ``confidence`` is
@@ -258,7 +367,7 @@ class DepthEstimator:
 
     def _metric_frame(self, raw: Any, plan: FramePlan, points_stride: int | None, timings: dict[str, float],
                       temporal: TemporalFilter | None = None, stamp: float = 0.0, confidence: bool = False,
-                      uncertainty: Any = None) -> DepthFrame:
+                      uncertainty: Any = None, scale_hook: ScaleHook | None = None) -> DepthFrame:
         """Postprocess -> metric -> edges -> temporal -> points -> download: a network output map -> DepthFrame
         on the host.
 
@@ -273,7 +382,7 @@ class DepthEstimator:
         host_prediction = ops.to_host(prediction) if ops.on_host else None
         relative = self.contract.output_kind == "relative_disparity"
         metric = plan.metric
-        scale_hook = self.scale_hook
+        scale_hook = scale_hook or self.scale_hook
         if scale_hook is not None and relative:
             host_prediction = ops.to_host(prediction)
             fitted = scale_hook(host_prediction, "disparity", depth_camera)
@@ -318,3 +427,18 @@ class DepthEstimator:
         confidence = frame_confidence(depth, plan.window_radius, stabilised, resized, kind)
         timings["confidence"] = time.perf_counter() - t0
         return confidence
+
+
+def _concatenate(tensors: list[Any]) -> Any:
+    """Network inputs (1, 3, h, w) -> one (N, 3, h, w) batch: numpy arrays or torch tensors."""
+    if isinstance(tensors[0], np.ndarray):
+        return np.concatenate(tensors, axis=0)
+    import torch  # the device path: torch is there
+
+    return torch.cat(tensors, dim=0)
+
+
+def _check_batch(output: Any, count: int) -> None:
+    if len(output.shape) < 3 or output.shape[0] != count:
+        raise ValueError(f"a batch of {count} frames gave an output of shape {tuple(output.shape)}: the backend's "
+                         "max_batch is wrong for this model")

@@ -5,12 +5,17 @@
     ros2 launch depth_ros depth.launch.py rviz:=true
     ros2 launch depth_ros depth.launch.py navigation:=true   # + /camera/scan, /camera/points_filtered
     ros2 launch depth_ros depth.launch.py autostart:=false   # managed: wait for a lifecycle manager
+    ros2 launch depth_ros depth.launch.py cameras:=front,rear  # one node, one model, two cameras
 
 Topics (with the defaults, namespace 'camera'): the node subscribes /camera/color/image_raw and
 /camera/color/camera_info and publishes /camera/depth, /camera/depth/camera_info, /camera/points
 and /camera/depth/colored (with navigation:=true also /camera/scan and /camera/points_filtered,
 for Nav2: config/nav2_costmap_depth.yaml). `image` and `camera_info` are remapped relative to
 `namespace` (give an absolute name, starting with '/', to point outside it).
+
+With `cameras:=front,rear` one node serves both cameras with one model: /camera/front/image and
+/camera/front/camera_info in, /camera/front/depth, /camera/front/points, ... out (and the same for
+rear); remap them per camera in your own launch file (front/image:=/front_cam/color/image_raw).
 
 `use_large_data_profile` (default true) sets FASTDDS_DEFAULT_PROFILES_FILE to the shipped
 config/fastdds_large_data.xml for the processes started here, unless it is already set: without
@@ -36,7 +41,7 @@ RVIZ_CONFIG = "rviz/depth.rviz"
 PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 # Launch arguments that override the params file only when given (non-empty).
-PARAMETER_ARGUMENTS = ("model", "backend", "image_transport")
+PARAMETER_ARGUMENTS = ("model", "backend", "image_transport", "cameras")
 # Launch arguments that are remapping targets of the node's input topics.
 REMAP_ARGUMENTS = ("image", "camera_info")
 
@@ -46,6 +51,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "model": ("", "ONNX model (path, or file name in the package's models/); '' keeps the params file's"),
     "backend": ("", "auto | onnxruntime | tensorrt | torch; '' keeps the params file's"),
     "image_transport": ("", "raw | compressed; '' keeps the params file's"),
+    "cameras": ("", "cameras served by the one node, e.g. front,rear (topics front/image, front/depth, ...); "
+                "'' keeps the params file's (one camera)"),
     "navigation": ("", "true: also publish 'scan' and 'points_filtered' for Nav2 (parameter navigation_outputs); "
                    "'' keeps the params file's"),
     "autostart": ("", "false: start unconfigured and wait for a lifecycle manager (Nav2's lifecycle_manager, "

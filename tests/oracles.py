@@ -32,11 +32,12 @@ def make_contract(kind: str, height: int, width: int, resize: str = "stretch", *
 
 def save_oracle(directory: Path, output: np.ndarray, contract: ModelContract,
                 input_size: tuple[int, int] | None, name: str = "oracle.onnx", output_rank: int = 4,
-                second_output: np.ndarray | None = None) -> Path:
-    """Write an oracle whose first output is ``output`` (and second ``second_output``); returns its path."""
+                second_output: np.ndarray | None = None, batch: int | str = 1) -> Path:
+    """Write an oracle whose first output is ``output`` (and second ``second_output``); returns its path.
+    ``batch``: a fixed batch, or a name for a dynamic one (every image of a batch gets the map)."""
     path = Path(directory) / name
-    onnx.save(map_model(output, contract, input_size, output_rank=output_rank, second_output=second_output),
-              str(path))
+    onnx.save(map_model(output, contract, input_size, output_rank=output_rank, second_output=second_output,
+                        batch=batch), str(path))
     return path
 
 

@@ -184,11 +184,18 @@ class Client:
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[int, Outputs] = field(default_factory=dict)
     diagnostics: list[DiagnosticArray] = field(default_factory=list)
+    # A camera of a node with `cameras`: its topics are <namespace>/<camera>/image, ..., the node is still
+    # <namespace>/depth_node, and its diagnostics status is the one named "... (<camera>)".
+    camera: str = ""
     _extra_topics: list[str] = field(default_factory=list, init=False, repr=False)
+
+    @property
+    def topics(self) -> str:
+        return f"{self.namespace}/{self.camera}" if self.camera else self.namespace
 
     def __post_init__(self) -> None:
         q = qos(self.reliable)
-        ns = self.namespace
+        ns = self.topics
         image_type = CompressedImage if self.compressed else Image
         image_topic = f"{ns}/image/compressed" if self.compressed else f"{ns}/image"
         self.pub_image = self.node.create_publisher(image_type, image_topic, q)
@@ -206,7 +213,7 @@ class Client:
     def add_subscription(self, msg_type: Any, name: str, callback: Any, qos_profile: QoSProfile | None = None) -> Any:
         """Subscribe to another output ``<namespace>/<name>`` (e.g. 'scan'); call `wait_ready` again before
         sending, so that the node's writer is known to match it."""
-        topic = f"{self.namespace}/{name}"
+        topic = f"{self.topics}/{name}"
         sub = self.node.create_subscription(msg_type, topic, callback, qos_profile or qos(self.reliable))
         self._subs.append(sub)
         self._extra_topics.append(topic)
@@ -252,7 +259,7 @@ class Client:
         The node's subscriptions are created after it discovered our (earlier) publishers, so they match
         them at creation; the first `send` then confirms the whole data path."""
         deadline = time.monotonic() + timeout
-        outputs = [f"{self.namespace}/{t}" for t in ("depth", "depth/camera_info", "points", "depth/colored")]
+        outputs = [f"{self.topics}/{t}" for t in ("depth", "depth/camera_info", "points", "depth/colored")]
         outputs += self._extra_topics
         inputs = known = False
         while time.monotonic() < deadline:
@@ -351,7 +358,11 @@ class Client:
             rclpy.spin_once(self.node, timeout_sec=0.05)
         if not self.diagnostics:
             raise AssertionError("no /diagnostics from the node")
-        status = self.diagnostics[-1].status[0]
+        statuses = self.diagnostics[-1].status
+        status = next((st for st in statuses if st.name.endswith(f"({self.camera})")), None) if self.camera \
+            else statuses[0]
+        if status is None:
+            raise AssertionError(f"no diagnostics status of camera {self.camera!r}: {[st.name for st in statuses]}")
         values = {kv.key: kv.value for kv in status.values}
         level = status.level
         values["_level"] = str(int.from_bytes(level, "little") if isinstance(level, bytes) else level)

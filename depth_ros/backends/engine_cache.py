@@ -38,7 +38,9 @@ class EngineKey:
     compute_capability: str  # e.g. "8.7"
     tensorrt_version: str
     onnx_sha256: str  # the .onnx and every external-data file it names (model_sha256)
-    input_shape: str  # "1x3x364x644" (static ONNX), or "min:1x3xHxW;opt:...;max:..." (a profile)
+    # "1x3x364x644" (static ONNX), or "min:1x3xHxW;opt:...;max:..." (a profile; its dim 0 is the batch range,
+    # so engines of different batch ranges have different keys)
+    input_shape: str
     precision: str  # "fp16" | "fp32"
     # How the network was typed and converted, e.g. "strong" or "strong+modelopt-0.47.0": a new converter
     # can change the numerics of the same ONNX.
@@ -156,9 +158,11 @@ class EngineCache:
             if key is not None and (entry / ENGINE_FILE).is_file():
                 yield key, entry / ENGINE_FILE
 
-    def find_covering(self, key: EngineKey, shape: Shape) -> tuple[EngineKey, Path] | None:
-        """A cached engine built like ``key`` whose shape range holds ``shape`` (the narrowest such range)."""
-        found = [(k, p) for k, p in self.entries() if k.same_build_as(key) and k.covers(shape)]
+    def find_covering(self, key: EngineKey, shape: Shape, *more: Shape) -> tuple[EngineKey, Path] | None:
+        """A cached engine built like ``key`` whose shape range holds ``shape`` and every one of ``more`` (e.g. the
+        ends of a batch range), the narrowest such range."""
+        found = [(k, p) for k, p in self.entries()
+                 if k.same_build_as(key) and all(k.covers(s) for s in (shape, *more))]
         if not found:
             return None
 

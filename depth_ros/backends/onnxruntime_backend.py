@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_ros.backends.base import BackendOptions, ModelLoadError, register_backend
+from depth_ros.backends.base import (
+    MAX_DYNAMIC_BATCH,
+    BackendOptions,
+    ModelLoadError,
+    cut_batch,
+    pad_batch,
+    register_backend,
+)
 
 
 def _probe() -> str | None:
@@ -54,15 +61,23 @@ class OnnxRuntimeBackend:
             raise ModelLoadError(f"model {path}: first input {first.name!r} has shape {shape}, expected NCHW")
         height, width = shape[2], shape[3]
         self.fixed_input_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+        # A symbolic (or unnamed, None) batch runs any batch; a fixed batch B runs B, fewer images padded to B.
+        batch = shape[0]
+        self._fixed_batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
+        self.max_batch: int = self._fixed_batch or MAX_DYNAMIC_BATCH
 
     def metadata(self) -> dict[str, str]:
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
     def infer(self, tensor: np.ndarray, extra_outputs: tuple[int, ...] = ()) -> np.ndarray | tuple[np.ndarray, ...]:
         names = self._output_names
+        count = tensor.shape[0]
+        padded = self._fixed_batch if self._fixed_batch is not None and count < self._fixed_batch else count
+        feed = {self._input_name: pad_batch(tensor, padded)}
         if not extra_outputs:
-            return self._session.run(names[:1], {self._input_name: tensor})[0]
-        return tuple(self._session.run([names[0], *(names[i] for i in extra_outputs)], {self._input_name: tensor}))
+            return cut_batch(self._session.run(names[:1], feed)[0], count, padded)
+        results = self._session.run([names[0], *(names[i] for i in extra_outputs)], feed)
+        return tuple(cut_batch(result, count, padded) for result in results)
 
 
 def register() -> None:

@@ -13,6 +13,11 @@ for the camera's network input size on the first frame: a cached engine whose ra
 else one is built for exactly that size (the same key `depth-ros build-engine --min S --opt S --max S`
 writes). Every I/O tensor gets a buffer of its own dtype; the first ONNX output is the prediction.
 
+Batches: a model exported with a dynamic batch (`depth-ros export --batch dynamic`) gets a profile whose dim 0
+range is (1, opt, max) from BuildSettings.max_batch/opt_batch (`build-engine --max-batch N`, the backend
+option engine_max_batch); the range is part of the engine key. A fixed batch B is the ONNX's own: its engine
+runs B images, fewer are padded to B. The backend's max_batch is the top of that range.
+
 Importable without TensorRT or CUDA: probe() says what is missing. Type-checked against tensorrt-stubs
 (10.13) and every TensorRT name used here is checked against the 10.3 and 11.x API lists
 (tests/test_typecheck.py).
@@ -28,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from depth_ros.backends.base import BackendOptions, ModelLoadError, register_backend
+from depth_ros.backends.base import BackendOptions, ModelLoadError, cut_batch, register_backend
 from depth_ros.backends.engine_cache import (
     CONVERTED_ONNX_FILE,
     ENGINE_FILE,
@@ -68,6 +73,10 @@ class BuildSettings:
     # or the node picks the camera's size on the first frame.
     profile: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
     timing_cache: Path | None = None
+    # A dynamic-batch ONNX: the profile's batch range is (1, opt_batch, max_batch); 0 = opt at max_batch (the
+    # batch a batching caller sends most). Ignored for an ONNX with a fixed batch, which is its own range.
+    max_batch: int = 1
+    opt_batch: int = 0
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -120,7 +129,18 @@ class OnnxSignature:
 
     @property
     def dynamic(self) -> bool:
+        """Height or width is dynamic (the batch is ``dynamic_batch``)."""
         return any(not isinstance(d, int) or d <= 0 for d in self.input_dims[2:])
+
+    @property
+    def dynamic_batch(self) -> bool:
+        dim = self.input_dims[0]
+        return not isinstance(dim, int) or dim <= 0
+
+    @property
+    def needs_profile(self) -> bool:
+        """An engine of this model needs an optimisation profile (some input dimension is dynamic)."""
+        return self.dynamic or self.dynamic_batch
 
     def static_shape(self) -> Shape:
         n, c, h, w = (d if isinstance(d, int) and d > 0 else 1 for d in self.input_dims)
@@ -178,8 +198,9 @@ def typing_label(precision: str) -> str:
 
 def engine_key(target: BuildTarget, model_digest: str, signature: OnnxSignature, precision: str,
                profile: tuple[Shape, Shape, Shape] | None) -> EngineKey:
-    """The key of an engine: a static ONNX has one shape; a dynamic one is keyed by its profile's range."""
-    if signature.dynamic:
+    """The key of an engine: a static ONNX has one shape; a dynamic one (size or batch) is keyed by its profile's
+    range, the batch range included (engines of different batch ranges never share an entry)."""
+    if signature.needs_profile:
         if profile is None:
             raise ModelLoadError(f"input {signature.input_name!r} has dynamic dimensions {signature.input_dims}: an "
                                  "engine needs a shape range (--min/--opt/--max, or the camera's size)")
@@ -190,13 +211,52 @@ def engine_key(target: BuildTarget, model_digest: str, signature: OnnxSignature,
                      precision, typing_label(precision))
 
 
-def nchw_profile(signature: OnnxSignature, sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-                 ) -> tuple[Shape, Shape, Shape]:
+def batch_range(signature: OnnxSignature, settings: BuildSettings) -> tuple[int, int, int]:
+    """(min, opt, max) of the batch dimension of this model's engines: a fixed batch B is (B, B, B); a dynamic one
+    (1, opt, max) from ``settings`` (opt_batch 0: max_batch)."""
+    if not signature.dynamic_batch:
+        batch = signature.static_shape()[0]
+        return batch, batch, batch
+    high = settings.max_batch
+    opt = settings.opt_batch or high
+    if high < 1 or not 1 <= opt <= high:
+        raise ModelLoadError(f"the batch range must be 1 <= opt_batch <= max_batch, got opt_batch {opt}, "
+                             f"max_batch {high}")
+    return 1, opt, high
+
+
+def nchw_profile(signature: OnnxSignature, sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]],
+                 batch: tuple[int, int, int] | None = None) -> tuple[Shape, Shape, Shape]:
+    """(min, opt, max) NCHW of (height, width) ``sizes`` and a ``batch`` range (default: the ONNX's batch, 1 when
+    dynamic)."""
     n, c, _, _ = signature.static_shape()
+    b0, b1, b2 = batch or (n, n, n)
     (h0, w0), (h1, w1), (h2, w2) = sizes
     if not (h0 <= h1 <= h2 and w0 <= w1 <= w2):
         raise ModelLoadError(f"profile sizes must grow min <= opt <= max, got {sizes} (height, width)")
-    return (n, c, h0, w0), (n, c, h1, w1), (n, c, h2, w2)
+    if not 1 <= b0 <= b1 <= b2:
+        raise ModelLoadError(f"the profile's batch must grow 1 <= min <= opt <= max, got {(b0, b1, b2)}")
+    return (b0, c, h0, w0), (b1, c, h1, w1), (b2, c, h2, w2)
+
+
+def engine_profile(signature: OnnxSignature, settings: BuildSettings, shape: Shape | None = None
+                   ) -> tuple[Shape, Shape, Shape] | None:
+    """The optimisation profile an engine of this model is built with: None for a static ONNX, or for dynamic
+    sizes with neither ``settings.profile`` nor an input ``shape`` to build for. Sizes come from the ONNX (static),
+    ``settings.profile``, else exactly ``shape``'s; the batch from batch_range."""
+    if not signature.needs_profile:
+        return None
+    batch = batch_range(signature, settings)
+    if not signature.dynamic:
+        _, _, height, width = signature.static_shape()
+        sizes = ((height, width),) * 3
+    elif settings.profile is not None:
+        sizes = settings.profile
+    elif shape is not None:
+        sizes = ((shape[2], shape[3]),) * 3
+    else:
+        return None
+    return nchw_profile(signature, sizes, batch)  # type: ignore[arg-type]
 
 
 def _network_flags(trt_module: Any) -> int:
@@ -308,20 +368,17 @@ class EngineBuilder:
 
     def ensure(self, shape: Shape | None = None) -> tuple[EngineKey, Path]:
         """The engine for ``shape`` (a dynamic model) or the model's one shape (static), built when missing:
-        with a ``settings.profile`` that range, else exactly ``shape``."""
-        profile: tuple[Shape, Shape, Shape] | None = None
-        if self.signature.dynamic:
-            if self.settings.profile is not None:
-                profile = nchw_profile(self.signature, self.settings.profile)
-            elif shape is not None:
-                profile = (shape, shape, shape)
-            key = self.key(profile)
-            if shape is not None:
-                found = self.cache.find_covering(key, shape)
-                if found is not None and validate_engine(found[1]) is None:
-                    return found
-        else:
-            key = self.key(None)
+        with a ``settings.profile`` that range, else exactly ``shape``'s size; a dynamic batch over the settings'
+        batch range. Given a ``shape``, a cached engine whose range holds its size at every batch of that range
+        is used as it is (the narrowest such)."""
+        profile = engine_profile(self.signature, self.settings, shape)
+        key = self.key(profile)  # a dynamic size without a range fails here
+        if profile is not None and shape is not None:
+            low, _, high = profile
+            size = tuple(shape[1:])
+            found = self.cache.find_covering(key, shape, (low[0], *size), (high[0], *size))  # type: ignore[arg-type]
+            if found is not None and validate_engine(found[1]) is None:
+                return found
         calibration = self._calibration(profile[1] if profile else self.signature.static_shape())
         try:
             result = self.cache.get_or_build(
@@ -338,7 +395,10 @@ class EngineBuilder:
             return None
         from depth_ros.backends.check import probe_tensors
 
-        return {self.signature.input_name: probe_tensors(self.contract.input, shape[2], shape[3])[0]}
+        image = probe_tensors(self.contract.input, shape[2], shape[3])[0]
+        # One image for a dynamic batch; a fixed batch B needs B (AutoCast runs the ONNX as it is).
+        batch = 1 if self.signature.dynamic_batch else shape[0]
+        return {self.signature.input_name: np.repeat(image, batch, axis=0)}
 
 
 def _metadata(onnx_path: Path) -> dict[str, str]:
@@ -395,7 +455,8 @@ class EngineRunner:
         return tuple(_dims(low)), tuple(_dims(opt)), tuple(_dims(high))  # type: ignore[return-value]
 
     def bind(self, shape: Shape) -> None:
-        """Set the input shape and give every I/O tensor a buffer (allocated again only when the shape changes)."""
+        """Set the input shape (any shape in the engine's profile, a batch of its range included) and give every
+        I/O tensor a buffer of the shape that gives (allocated again only when the shape changes)."""
         import torch
 
         if shape == self.shape:
@@ -450,7 +511,8 @@ class TensorRTBackend:
         cache_dir = engine_cache_dir(options)
         if settings is None:
             # The timing cache sits beside the engines, as with 'depth-ros build-engine' (same engine keys).
-            settings = BuildSettings(options.engine_precision, None, cache_dir / "timing.cache")
+            settings = BuildSettings(options.engine_precision, None, cache_dir / "timing.cache",
+                                     max_batch=options.engine_max_batch)
         self.log = log
         self._cache_dir = cache_dir
         self._path = path
@@ -463,9 +525,12 @@ class TensorRTBackend:
         signature = self._builder.signature
         self.output_count = len(signature.output_names)
         self.fixed_input_size: tuple[int, int] | None = None
+        # Every engine this backend loads covers this batch range (EngineBuilder.ensure): fewer images than its
+        # min (a fixed batch B) are padded to it; max_batch is its top.
+        self._min_batch, _, self.max_batch = batch_range(signature, settings)
         if not signature.dynamic:
             shape = signature.static_shape()
-            self._runner_for(shape)
+            self._runner_for((self._min_batch, *shape[1:]))  # type: ignore[arg-type]
             self.fixed_input_size = (shape[2], shape[3])
         elif settings.profile is not None:
             self._runner_for(None)
@@ -521,14 +586,21 @@ class TensorRTBackend:
         """
         import torch
 
-        runner = self._runner_for(tuple(tensor.shape))  # type: ignore[arg-type]
+        count = int(tensor.shape[0])
+        if count > self.max_batch:
+            raise ValueError(f"a batch of {count} images is more than this engine's max_batch {self.max_batch}: "
+                             "split it (depth_ros.backends.base.infer_batches) or build a wider batch range")
+        padded = max(count, self._min_batch)
+        runner = self._runner_for((padded, *tensor.shape[1:]))  # type: ignore[arg-type]
         caller = torch.cuda.current_stream()
         self._stream.wait_stream(caller)
         with torch.cuda.stream(self._stream):
+            if padded > count:  # a fixed-batch engine: zero images fill the batch, their outputs are cut off
+                tensor = torch.cat([tensor, tensor.new_zeros((padded - count, *tensor.shape[1:]))])
             runner.run(tensor, self._stream)
             results = []
             for index in (0, *extra_outputs):
-                result = runner.output(index)
+                result = cut_batch(runner.output(index), count, padded)
                 if result.dtype != torch.float32:
                     result = result.float()  # FP16 output: the pipeline computes metres in FP32
                     result.record_stream(caller)  # made on this stream, used on the caller's: keep it till then

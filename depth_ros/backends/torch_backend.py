@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from depth_ros.backends.base import BackendOptions, ModelLoadError, register_backend
+from depth_ros.backends.base import MAX_DYNAMIC_BATCH, BackendOptions, ModelLoadError, register_backend
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +30,7 @@ class TorchBackend:
     name = "torch"
     fixed_input_size: tuple[int, int] | None = None
     output_count = 1  # Depth Anything V2: the relative disparity
+    max_batch = MAX_DYNAMIC_BATCH  # an eager module runs any batch in one forward pass
 
     def __init__(self, path: Path, options: BackendOptions, half: bool = False) -> None:
         import torch

@@ -18,6 +18,29 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _batch(text: str) -> int | None:
+    """'dynamic' -> None (a dynamic batch dimension), 'N' -> N."""
+    if text.strip().lower() == "dynamic":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a batch size >= 1 or 'dynamic', got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from depth_ros.backends.export import export_onnx, size_for_camera
     from depth_ros.core.contract import ModelContract
@@ -49,7 +72,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         encoder = {384: "vits", 768: "vitb", 1024: "vitl"}[model.config.vit.dim]
         height, width = input_size or (518, 518)
         contract = ModelContract.from_dict(model.contract_fields(encoder, height, width))
-    report = export_onnx(model, contract, args.out, input_size, simplify=not args.no_simplify)
+    report = export_onnx(model, contract, args.out, input_size, simplify=not args.no_simplify, batch=args.batch)
     print(report.summary())
     return 0
 
@@ -64,9 +87,12 @@ def _profile(args: argparse.Namespace) -> tuple[tuple[int, int], tuple[int, int]
 
 
 def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from depth_ros.backends.tensorrt_backend import (
         BuildSettings,
         EngineBuilder,
+        batch_range,
         default_cache_dir,
         nchw_profile,
         probe,
@@ -78,11 +104,16 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     timing = Path(args.timing_cache) if args.timing_cache else cache_dir / "timing.cache"
     profile = _profile(args)
-    builder = EngineBuilder(Path(args.model), BuildSettings(args.precision, None, timing), cache_dir)
+    settings = BuildSettings(args.precision, None, timing, max_batch=args.max_batch, opt_batch=args.opt_batch or 0)
+    builder = EngineBuilder(Path(args.model), settings, cache_dir)
+    if not builder.signature.dynamic_batch and (args.max_batch > 1 or args.opt_batch):
+        print(f"{args.model} has a fixed batch of {builder.signature.static_shape()[0]}: --max-batch and "
+              "--opt-batch do not apply (export it with --batch dynamic)")
+    batch_range(builder.signature, settings)  # 1 <= opt <= max, before anything is built
     if not builder.signature.dynamic:
         if profile is not None or args.camera is not None:
-            print(f"{args.model} has a fixed input {builder.signature.static_shape()}: --min/--opt/--max and "
-                  "--camera do not apply")
+            print(f"{args.model} has a fixed input size {builder.signature.input_dims[2:]}: --min/--opt/--max "
+                  "and --camera do not apply")
         key, engine = builder.ensure()
     else:
         if args.camera is not None:  # the size the node plans for this camera: the node finds this engine
@@ -98,7 +129,7 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} has a dynamic input {builder.signature.input_dims}: give --camera WxH "
                              "(the size the node will use for that camera) or --min/--opt/--max")
         nchw_profile(builder.signature, profile)  # min <= opt <= max, before anything is built
-        builder.settings = BuildSettings(args.precision, profile, timing)
+        builder.settings = replace(settings, profile=profile)
         key, engine = builder.ensure()  # exactly this range (not a narrower cached one)
     print(f"engine: {engine}\ninput: {key.input_shape}\nprecision: {key.precision} ({key.typing}), TensorRT "
           f"{key.tensorrt_version} on {key.gpu_name}")
@@ -155,6 +186,10 @@ def add_model_tool_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, help="fixed network input height (multiple of 14)")
     p.add_argument("--width", type=int, help="fixed network input width (multiple of 14)")
     p.add_argument("--dynamic", action="store_true", help="dynamic height/width (architectures that allow it)")
+    p.add_argument("--batch", type=_batch, default=1, metavar="N|dynamic",
+                   help="the batch dimension: 1 (default, what the node runs), a fixed N, or 'dynamic' (dim 0 named "
+                   "'batch' on the input and every output: ONNX Runtime runs any batch in one pass, TensorRT the "
+                   "range given to build-engine --max-batch)")
     p.add_argument("--arch", help="a registered architecture name (depth_ros.nets.REGISTRY), e.g. a student")
     p.add_argument("--contract", help="with --arch: the model contract JSON")
     p.add_argument("--depth", type=int, help=argparse.SUPPRESS)  # reduced-depth test models
@@ -172,6 +207,11 @@ def add_model_tool_parsers(sub: argparse._SubParsersAction) -> None:
     for name in ("min", "opt", "max"):
         p.add_argument(f"--{name}", type=_size, metavar="WxH", help=f"dynamic inputs: the profile's {name} size "
                        "(network input, WIDTHxHEIGHT)")
+    p.add_argument("--max-batch", type=_positive, default=1, metavar="N",
+                   help="a model exported with --batch dynamic: the engine runs every batch 1..N in one pass "
+                   "(default 1); the node's engine_max_batch finds it")
+    p.add_argument("--opt-batch", type=_positive, metavar="N",
+                   help="with --max-batch: the batch the kernels are tuned for (default: the max batch)")
     p.set_defaults(func=_cmd_build_engine)
 
     p = sub.add_parser("verify", help="run a model through every backend available here: difference and latency")

@@ -78,6 +78,7 @@ class PipelineStats:
         self._latency_window = latency_window
         self.received = 0
         self.published = 0
+        self.batched = 0  # published frames that shared a forward pass with other cameras' frames
         self.dropped: Counter[str] = Counter()  # frames never processed (superseded by a newer one)
         self.skipped: Counter[str] = Counter()  # frames rejected or failed, by reason
         self.input_rate = RateMeter(clock=clock)
@@ -117,8 +118,11 @@ class PipelineStats:
             self.last_problem_time = self._now_locked()
 
     def frame_published(self, timings: dict[str, float]) -> None:
+        timings = dict(timings)
+        batch = timings.pop("batch", 1.0)  # not a duration: the frames in the forward pass this one ran in
         with self._lock:
             self.published += 1
+            self.batched += int(batch > 1)
             self.output_rate.tick(self._now_locked())
             for stage, seconds in timings.items():
                 window = self._stages.get(stage)
@@ -155,6 +159,7 @@ class PipelineStats:
                 ("output_rate_hz", f"{self.output_rate.rate(now):.2f}"),
                 ("frames_received", str(self.received)),
                 ("frames_published", str(self.published)),
+                ("frames_batched", str(self.batched)),
                 ("frames_dropped", str(sum(self.dropped.values()))),
                 ("frames_skipped", str(sum(self.skipped.values()))),
             ]

@@ -21,7 +21,7 @@ from depth_ros.core.camera import CameraInfoError, CameraModel
 from depth_ros.core.colorize import colorize_depth
 from depth_ros.core.pointcloud import cloud_colours
 from depth_ros.core.temporal import TemporalFilter
-from depth_ros.pipeline import DepthEstimator, DepthFrame
+from depth_ros.pipeline import DepthEstimator, DepthFrame, FrameRequest
 from depth_ros.ros import codecs
 from depth_ros.ros.parameters import pipeline_settings, temporal_settings
 
@@ -59,6 +59,17 @@ class Wanted:
 
     def any(self) -> bool:
         return self.depth or self.colored or self.points or self.confidence
+
+
+@dataclass
+class PreparedFrame:
+    """A decoded frame with its camera, ready for the estimator (FrameProcessor.prepare)."""
+
+    msg: Any
+    request: FrameRequest
+    values: Mapping[str, Any]  # the parameters this frame runs with
+    wanted: Wanted
+    decode_seconds: float
 
 
 class CameraRegistry:
@@ -219,34 +230,46 @@ class FrameProcessor:
         return self.cameras.update(msg, input_rectified(self._state[0]["input_rectified"], self.image_topic))
 
     def process(self, msg: Image | CompressedImage, emit: Emit, wanted: Wanted = Wanted(),
-                info_topic: str = "camera_info") -> dict[str, float]:
+                info_topic: str = "camera_info", scale_hook: Any = None) -> dict[str, float]:
         """Run one frame and emit its outputs; returns stage timings (s). Raises FrameSkipped.
 
         decode -> its camera -> metric depth (+ points, DepthEstimator.estimate) -> depth, camera_info and
         colored messages -> the cloud -> the extra (navigation) outputs.
         """
+        prepared = self.prepare(msg, wanted, info_topic, scale_hook)
+        frame = self.estimator.estimate_batch([prepared.request])[0]
+        assert isinstance(frame, DepthFrame)  # errors are raised, not returned
+        return self.finish(prepared, frame, emit)
+
+    def prepare(self, msg: Image | CompressedImage, wanted: Wanted = Wanted(), info_topic: str = "camera_info",
+                scale_hook: Any = None) -> PreparedFrame:
+        """Decode a frame and find its camera: what the estimator needs (several cameras' frames may then run
+        in one batch, DepthEstimator.estimate_batch), and what ``finish`` needs. Raises FrameSkipped."""
         t0 = time.perf_counter()
         rgb = decode_image(msg)
         camera = self.cameras.lookup((rgb.shape[1], rgb.shape[0]), info_topic)
-        t1 = time.perf_counter()
         values, settings = self._state  # this frame's parameters, whatever changes meanwhile
-        stride = values["cloud_stride"] if wanted.points else None
         temporal = self._temporal
         if temporal is not None and camera is not self._temporal_camera:
             temporal.reset()  # a new calibration (or the first frame): the state describes other pixels
             self._temporal_camera = camera
-        frame = self.estimator.estimate(rgb, camera, points_stride=stride, settings=settings, temporal=temporal,
-                                        stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
-                                        confidence=wanted.confidence)
+        request = FrameRequest(rgb, camera, values["cloud_stride"] if wanted.points else None, settings, temporal,
+                               msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, wanted.confidence,
+                               scale_hook)
+        return PreparedFrame(msg, request, values, wanted, time.perf_counter() - t0)
+
+    def finish(self, prepared: PreparedFrame, frame: DepthFrame, emit: Emit) -> dict[str, float]:
+        """Emit the outputs of a prepared frame's depth; returns the frame's stage timings (s)."""
         if self.on_frame is not None:
             self.on_frame(frame)
+        msg, values, wanted = prepared.msg, prepared.values, prepared.wanted
         t2 = time.perf_counter()
         self._emit_images(frame, msg.header, values, wanted, emit)
         t3 = time.perf_counter()
         if wanted.points:
-            self._emit_cloud(frame, rgb, msg.header, values, emit)
+            self._emit_cloud(frame, prepared.request.rgb, msg.header, values, emit)
         t4 = time.perf_counter()
-        timings = {"decode": t1 - t0, **frame.timings, "publish_depth": t3 - t2, "cloud": t4 - t3}
+        timings = {"decode": prepared.decode_seconds, **frame.timings, "publish_depth": t3 - t2, "cloud": t4 - t3}
         if self.extra_outputs is not None:
             timings.update(self.extra_outputs(frame, msg.header, values, emit))
         return timings

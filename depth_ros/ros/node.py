@@ -8,10 +8,15 @@ unconfigured --configure (load + check the model, create publishers)--> inactive
 start the worker)--> active; deactivate / cleanup (free the backend) / shutdown go back. With
 `autostart: true` (default) the node configures and activates itself, so `ros2 run` works unmanaged.
 
-Threading: subscription callbacks only store the newest image (the newest frame wins; a frame
+Threading: subscription callbacks only store the newest image per camera (the newest frame wins; a frame
 replaced before the worker took it is counted as dropped); one worker thread runs inference and
 publishes, so the executor (CameraInfo, parameters, lifecycle services, diagnostics) never waits for
 the model. Parameter changes swap the settings the next frame reads; they never wait for a frame.
+
+Several cameras (parameter `cameras`, depth_ros.ros.cameras): one model serves them all. Each round the
+worker takes every waiting camera's newest frame (round-robin, so none starves another), runs frames of the
+same network input size in one forward pass (batched where the backend allows it) and publishes each
+camera's outputs on its own topics; counters and diagnostics are per camera.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,17 @@ from depth_ros.core.scale_recovery import (
 )
 from depth_ros.pipeline import DepthEstimator, DepthFrame
 from depth_ros.resources import package_file, resolve_model_path
+from depth_ros.ros.cameras import (
+    PER_CAMERA,
+    CamerasError,
+    FrameSlots,
+    camera_values,
+    check_override,
+    override_name,
+    parse_cameras,
+    split_override,
+    validate_cameras,
+)
 from depth_ros.ros.dds import PROFILE as LARGE_DATA_PROFILE
 from depth_ros.ros.diagnostics import PipelineStats, Throttle
 from depth_ros.ros.frame_processor import (
@@ -116,41 +133,68 @@ def _seconds(stamp: Any) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def _publish(publishers: dict[str, Any], kind: str, msg: Any) -> None:
+    publishers[kind].publish(msg)
+
+
+@dataclass
+class CameraChannel:
+    """One camera the node serves: its topics (``prefix``), parameter values, per-frame state, publishers,
+    subscriptions and counters. The model is the node's, shared by every channel."""
+
+    name: str  # "" = the single camera of a node without `cameras`
+    overrides: dict[str, Any]  # its own parameter values (<camera>.<parameter>)
+    values: dict[str, Any]  # the shared values with its overrides on top
+    stats: PipelineStats
+    processor: FrameProcessor | None = None
+    scale: ScaleRecoverer | None = None
+    navigation: NavigationOutputs | None = None
+    publishers: dict[str, Any] = field(default_factory=dict)
+    in_flight: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}/" if self.name else ""
+
+    def topic(self, relative: str) -> str:
+        return self.prefix + relative
+
+
 class DepthNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("depth_node", **kwargs)
         self._throttle = Throttle(5.0)
-        self._values = self._declare_parameters()
-        reason = validate(self._values)
-        if reason is not None:
-            raise ConfigurationError(f"{reason}. Fix it in the params file or with -p NAME:=VALUE")
-        self.state = UNCONFIGURED
-        self.configure_error = ""  # why the last configure failed (also logged)
         use_sim_time = bool(self.get_parameter("use_sim_time").value)
         # Rates follow the node's clock under use_sim_time (a paused or looped bag), wall time otherwise.
         self._clock_seconds: Callable[[], float] = (
             (lambda: self.get_clock().now().nanoseconds * 1e-9) if use_sim_time else time.monotonic)
-        self.stats = PipelineStats(clock=self._clock_seconds)
+        self._values = self._declare_parameters()
+        self._channels = self._declare_cameras()
+        reason = validate_cameras(self._values, {ch.name: ch.overrides for ch in self._channels})
+        if reason is not None:
+            raise ConfigurationError(f"{reason}. Fix it in the params file or with -p NAME:=VALUE")
+        self.state = UNCONFIGURED
+        self.configure_error = ""  # why the last configure failed (also logged)
         self.qos_events: Counter[str] = Counter()
         self._last_qos_problem = ""
         self._estimator: DepthEstimator | None = None
         self._checker: BackendChecker | None = None
         self._backend_fallback = ""
-        self._processor: FrameProcessor | None = None
-        self._scale: ScaleRecoverer | None = None
-        self._navigation: NavigationOutputs | None = None
-        self._publishers_by_kind: dict[str, Any] = {}
         self._pub_diag: Any = None
         self._diag_timer: Any = None
         self._subscriptions_active: list[Any] = []
-        self._pending: tuple[Any, float] | None = None
-        self._pending_cv = threading.Condition()
+        self._slots = FrameSlots(tuple(ch.name for ch in self._channels))
         self._running = False
-        self._in_flight = False  # the worker holds a frame (diagnostics: frame_in_flight)
         self._worker: threading.Thread | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._warn_without_large_data_profile()
-        self.get_logger().info(describe_input_rule(self._values["input_rectified"], self._image_base_topic()))
+        for ch in self._channels:
+            self.get_logger().info(describe_input_rule(ch.values["input_rectified"], self._image_base_topic(ch)))
+
+    @property
+    def stats(self) -> PipelineStats:
+        """The first camera's counters (the only camera's, without `cameras`)."""
+        return self._channels[0].stats
 
     def _warn_without_large_data_profile(self) -> None:
         rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -181,27 +225,81 @@ class DepthNode(LifecycleNode):
             values[spec.name] = normalise(spec, param.value)
         return values
 
+    def _declare_cameras(self) -> list[CameraChannel]:
+        """The `cameras` list (fixed at startup) and each camera's overrides, declared as <camera>.<parameter>."""
+        # A string list, or one string (a launch argument 'front,rear'): dynamic typing takes either; an empty list
+        # would otherwise be typed as a byte array by rclpy.
+        descriptor = ParameterDescriptor(
+            name="cameras", dynamic_typing=True, read_only=True,
+            description="camera names served by this one node (string list, or 'front,rear'); camera 'front' reads "
+                        "front/image and front/camera_info and publishes front/depth, front/points, ...; empty = one "
+                        "camera on image, camera_info, depth, ... Per camera: <camera>.<parameter> overrides")
+        try:
+            names = parse_cameras(self.declare_parameter("cameras", "", descriptor).value)
+        except CamerasError as exc:
+            raise ConfigurationError(f"{exc}. Fix it in the params file or with -p cameras:=[front,rear]") from exc
+        channels = []
+        for name in names or ("",):
+            overrides: dict[str, Any] = {}
+            for parameter in PER_CAMERA if name else ():
+                full = override_name(name, parameter)
+                spec = SPECS[parameter]
+                described = ParameterDescriptor(name=full, dynamic_typing=True, read_only=False,
+                                                description=f"camera '{name}': {spec.description} (unset = the "
+                                                            f"shared '{parameter}')")
+                given = self.declare_parameter(full, None, described).value
+                if given is None:
+                    continue
+                value, reason = check_override(name, parameter, given)
+                if reason is not None:
+                    raise ConfigurationError(f"{reason}. Fix it in the params file or with -p {full}:=VALUE")
+                overrides[parameter] = value
+            channels.append(CameraChannel(name, overrides, camera_values(self._values, overrides),
+                                          PipelineStats(clock=self._clock_seconds)))
+        return channels
+
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         proposed = dict(self._values)
+        overrides = {ch.name: dict(ch.overrides) for ch in self._channels}
+        names = [ch.name for ch in self._channels if ch.name]
         for param in params:
-            spec = SPECS.get(param.name)
-            if spec is None:
-                continue
-            value = normalise(spec, param.value)
-            if spec.read_only and value != self._values[spec.name] and self.state != UNCONFIGURED:
+            target = split_override(param.name, names)
+            if target is not None:
+                camera, name = target
+                spec = SPECS[name]
+                current = overrides[camera].get(name, proposed[name])
+                if param.value is None:  # unset: the shared value again
+                    value = proposed[name]
+                    overrides[camera].pop(name, None)
+                else:
+                    value, reason = check_override(camera, name, param.value)
+                    if reason is not None:
+                        return SetParametersResult(successful=False, reason=reason)
+                    overrides[camera][name] = value
+            else:
+                spec = SPECS.get(param.name)
+                if spec is None:
+                    continue
+                value = normalise(spec, param.value)
+                current = self._values[spec.name]
+                proposed[spec.name] = value
+            if spec.read_only and value != current and self.state != UNCONFIGURED:
                 return SetParametersResult(successful=False, reason=(
-                    f"'{spec.name}' takes effect at configure: deactivate and clean up the node "
+                    f"'{param.name}' takes effect at configure: deactivate and clean up the node "
                     f"(ros2 lifecycle set {self.get_fully_qualified_name()} cleanup), set it, then configure"))
-            proposed[spec.name] = value
-        reason = validate(proposed)
+        reason = validate(proposed) or validate_cameras(proposed, overrides)
         if reason is not None:
             return SetParametersResult(successful=False, reason=reason)
         self._values = proposed
+        self._apply_batch_window()
         # Never blocks: the frame in flight keeps its settings, the next one takes these.
-        if self._processor is not None:
-            self._processor.configure(proposed)
-        if self._scale is not None:
-            self._scale.settings = recovery_settings(proposed)
+        for ch in self._channels:
+            ch.overrides = overrides[ch.name]
+            ch.values = camera_values(proposed, ch.overrides)
+            if ch.processor is not None:
+                ch.processor.configure(ch.values)
+            if ch.scale is not None:
+                ch.scale.settings = recovery_settings(ch.values)
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------- QoS
@@ -232,8 +330,8 @@ class DepthNode(LifecycleNode):
         self._subscriptions_active.append(
             self.create_subscription(msg_type, topic, callback, qos, event_callbacks=callbacks))
 
-    def _image_base_topic(self) -> str:
-        return self.resolve_topic_name("image")
+    def _image_base_topic(self, ch: CameraChannel) -> str:
+        return self.resolve_topic_name(ch.topic("image"))
 
     # ----------------------------------------------------------------- lifecycle
     def autostart(self) -> None:
@@ -263,7 +361,7 @@ class DepthNode(LifecycleNode):
     def _configure(self) -> None:
         model_path = resolve_model_path(self._values["model"])
         self._backend_fallback = ""
-        try:
+        try:  # one model for every camera: one backend, one engine, one set of runtime threads
             estimator = DepthEstimator.from_path(model_path, self._values["backend"], backend_options(self._values),
                                                  warn=self._on_backend_fallback)
             self._checker = self._backend_checker(estimator, model_path)
@@ -271,42 +369,51 @@ class DepthNode(LifecycleNode):
             raise ConfigurationError(str(exc)) from exc
         self._model_path = model_path
         self._estimator = estimator
-        image_topic = self._image_base_topic()
-        self._processor = FrameProcessor(estimator, self._values, image_topic=image_topic)
-        self._processor.on_frame = self._on_frame
-        self._scale = None
-        if self._values["scale_source"] != "fixed":
-            self._scale = ScaleRecoverer(self._values["scale_source"], recovery_settings(self._values))
-            estimator.scale_hook = self._scale
-
         qos = self._qos("output")
-        self._publishers_by_kind = {kind: self._publisher(msg_type, kind, qos) for kind, msg_type in
-                                    ((DEPTH, Image), (CAMERA_INFO, CameraInfo), (COLORED, Image),
-                                     (CONFIDENCE, Image), (POINTS, PointCloud2))}
-        self._navigation = None
-        if self._values["navigation_outputs"]:  # 'scan' and 'points_filtered' (README "Navigation (Nav2)")
-            navigation_publishers = create_navigation_publishers(self._publisher, qos)
-            self._publishers_by_kind.update(navigation_publishers)
-            self._navigation = NavigationOutputs(navigation_publishers, warn=self.get_logger().warning)
-            self._processor.extra_outputs = self._navigation
+        for ch in self._channels:
+            ch.processor = FrameProcessor(estimator, ch.values, image_topic=self._image_base_topic(ch))
+            ch.processor.on_frame = partial(self._on_frame, ch)
+            ch.scale = None
+            if ch.values["scale_source"] != "fixed":
+                ch.scale = ScaleRecoverer(ch.values["scale_source"], recovery_settings(ch.values))
+            ch.publishers = {kind: self._publisher(msg_type, ch.topic(kind), qos) for kind, msg_type in
+                             ((DEPTH, Image), (CAMERA_INFO, CameraInfo), (COLORED, Image),
+                              (CONFIDENCE, Image), (POINTS, PointCloud2))}
+            ch.navigation = None
+            if ch.values["navigation_outputs"]:  # 'scan' and 'points_filtered' (README "Navigation (Nav2)")
+                prefixed = partial(self._prefixed_publisher, ch.prefix)
+                navigation_publishers = create_navigation_publishers(prefixed, qos)
+                ch.publishers.update(navigation_publishers)
+                ch.navigation = NavigationOutputs(navigation_publishers, warn=self.get_logger().warning)
+                ch.processor.extra_outputs = ch.navigation
+        self._apply_batch_window()
         self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         # Wall (steady) time: under use_sim_time a paused bag stops the clock and a looped one sends it back, and a
         # sim-time timer would then stop publishing diagnostics; the values themselves follow the node's clock.
         self._diag_timer = self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics,
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         contract = estimator.contract
+        cameras = f", serving {len(self._channels)} cameras: {', '.join(self._slots.cameras)}" \
+            if self._channels[0].name else ""
         self.get_logger().info(
             f"configured: model '{contract.name}' ({model_path}, output {contract.output_kind}, input "
             f"{contract.input.width}x{contract.input.height} {contract.input.resize}) on "
-            f"{estimator.backend.name}/{estimator.backend.device}"
+            f"{estimator.backend.name}/{estimator.backend.device}, batches of up to {estimator.max_batch}{cameras}"
         )
 
-    def _on_frame(self, frame: DepthFrame) -> None:
-        values = self._processor.values if self._processor is not None else {}
-        if values.get("edge_filter"):
-            self.stats.edges_filtered(frame.edge_pixels / max(1, frame.depth.size))
-        if values.get("temporal_filter"):
-            self.stats.temporal_filtered(frame.temporal_reset)
+    def _apply_batch_window(self) -> None:
+        """Wait for the other cameras only where it can pay: several cameras and a model that batches."""
+        batches = self._estimator is not None and self._estimator.max_batch > 1
+        self._slots.window = self._values["batch_window"] if batches and len(self._channels) > 1 else 0.0
+
+    def _prefixed_publisher(self, prefix: str, msg_type: type, topic: str, qos: QoSProfile) -> Any:
+        return self._publisher(msg_type, prefix + topic, qos)
+
+    def _on_frame(self, ch: CameraChannel, frame: DepthFrame) -> None:
+        if ch.values.get("edge_filter"):
+            ch.stats.edges_filtered(frame.edge_pixels / max(1, frame.depth.size))
+        if ch.values.get("temporal_filter"):
+            ch.stats.temporal_filtered(frame.temporal_reset)
 
     def _on_backend_fallback(self, message: str) -> None:
         self._backend_fallback = message
@@ -331,27 +438,30 @@ class DepthNode(LifecycleNode):
         return checker
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        assert self._processor is not None
-        self._subscribe(CameraInfo, "camera_info", self._on_camera_info)
-        if self._values["scale_source"] == "depth":
-            self._subscribe(Image, "reference_depth", self._on_reference)
-        elif self._values["scale_source"] == "points":
-            self._subscribe(PointCloud2, "reference_points", self._on_reference)
-        if self._values["image_transport"] == "compressed":
-            # image_transport convention: <base image topic>/compressed, after remapping the base.
-            topic = self._image_base_topic() + "/compressed"
-            self._subscribe(CompressedImage, topic, self._on_image)
-        else:
-            topic = self._image_base_topic()
-            self._subscribe(Image, "image", self._on_image)
+        described = []
+        for ch in self._channels:
+            assert ch.processor is not None
+            self._subscribe(CameraInfo, ch.topic("camera_info"), partial(self._on_camera_info, ch))
+            if ch.values["scale_source"] == "depth":
+                self._subscribe(Image, ch.topic("reference_depth"), partial(self._on_reference, ch))
+            elif ch.values["scale_source"] == "points":
+                self._subscribe(PointCloud2, ch.topic("reference_points"), partial(self._on_reference, ch))
+            if ch.values["image_transport"] == "compressed":
+                # image_transport convention: <base image topic>/compressed, after remapping the base.
+                topic = self._image_base_topic(ch) + "/compressed"
+                self._subscribe(CompressedImage, topic, partial(self._on_image, ch))
+            else:
+                topic = self._image_base_topic(ch)
+                self._subscribe(Image, ch.topic("image"), partial(self._on_image, ch))
+            described.append(f"{topic} ({ch.values['image_transport']})")
         self._running = True
         self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
         self._worker.start()
         self.state = ACTIVE
         result = super().on_activate(state)  # activates the lifecycle publishers
         self.get_logger().info(
-            f"active: subscribed to {topic} ({self._values['image_transport']}, "
-            f"{self._values['input_qos_reliability']}), publishing {self._values['output_qos_reliability']}")
+            f"active: subscribed to {', '.join(described)} ({self._values['input_qos_reliability']}), "
+            f"publishing {self._values['output_qos_reliability']}")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -378,44 +488,45 @@ class DepthNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS  # -> unconfigured, can be configured again
 
     def _stop_work(self) -> None:
-        """Unsubscribe and stop the worker (the frame in flight finishes first); a frame never taken is counted."""
+        """Unsubscribe and stop the worker (the frames in flight finish first); a frame never taken is counted."""
         for subscription in self._subscriptions_active:
             self.destroy_subscription(subscription)
         self._subscriptions_active = []
-        with self._pending_cv:
-            self._running = False
-            if self._pending is not None:
-                self._pending = None
-                self.stats.frame_dropped("deactivated")
-            self._pending_cv.notify()
+        self._running = False
+        for name in self._slots.clear():
+            self._channel(name).stats.frame_dropped("deactivated")
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
 
     def _release(self) -> None:
         """Back to unconfigured: publishers, timer and the backend (its memory) freed."""
-        for publisher in self._publishers_by_kind.values():
-            self.destroy_lifecycle_publisher(publisher)
-        self._publishers_by_kind = {}
+        for ch in self._channels:
+            for publisher in ch.publishers.values():
+                self.destroy_lifecycle_publisher(publisher)
+            ch.publishers = {}
+            ch.navigation = None
+            ch.processor = None
+            ch.scale = None
         if self._pub_diag is not None:
             self.destroy_lifecycle_publisher(self._pub_diag)
             self._pub_diag = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
-        self._navigation = None
-        self._processor = None
-        self._scale = None
         self._estimator = None
         self._checker = None
         gc.collect()  # the backend's session/engine goes now, not at some later collection
         self.state = UNCONFIGURED
 
+    def _channel(self, name: str) -> CameraChannel:
+        return next(ch for ch in self._channels if ch.name == name)
+
     # ----------------------------------------------------------------- inputs
-    def _problem(self, reason: str, message: str, level: str = "error") -> None:
-        """Count a skipped frame and log it, throttled per reason."""
-        self.stats.frame_skipped(reason, message)
-        allowed, held = self._throttle.allow(reason)
+    def _problem(self, ch: CameraChannel, reason: str, message: str, level: str = "error") -> None:
+        """Count a skipped frame of one camera and log it, throttled per camera and reason."""
+        ch.stats.frame_skipped(reason, message)
+        allowed, held = self._throttle.allow(f"{ch.name}:{reason}")
         if allowed:
             suffix = f" ({held} more like this since the last report)" if held else ""
             # One call site per severity: rclpy raises ValueError when one call site logs at two severities.
@@ -424,23 +535,25 @@ class DepthNode(LifecycleNode):
             else:
                 self.get_logger().error(message + suffix)
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        processor = self._processor
+    def _on_camera_info(self, ch: CameraChannel, msg: CameraInfo) -> None:
+        processor = ch.processor
         if processor is None:
             return
         try:
             processor.camera_info(msg)
         except CameraInfoError as exc:
-            allowed, held = self._throttle.allow("bad_camera_info")
+            allowed, held = self._throttle.allow(f"{ch.name}:bad_camera_info")
             if allowed:
-                self.get_logger().error(f"rejected CameraInfo on {self.resolve_topic_name('camera_info')}: {exc}")
+                topic = self.resolve_topic_name(ch.topic("camera_info"))
+                self.get_logger().error(f"rejected CameraInfo on {topic}: {exc}")
 
-    def _on_reference(self, msg: Image | PointCloud2) -> None:
-        scale = self._scale
+    def _on_reference(self, ch: CameraChannel, msg: Image | PointCloud2) -> None:
+        scale = ch.scale
         if scale is None:
             return
         stamp = _seconds(msg.header.stamp)
-        topic = self.resolve_topic_name("reference_points" if isinstance(msg, PointCloud2) else "reference_depth")
+        topic = self.resolve_topic_name(ch.topic("reference_points" if isinstance(msg, PointCloud2)
+                                                 else "reference_depth"))
         try:
             if stamp == 0.0:
                 raise ReferenceInputError("its stamp is 0, so its age cannot be judged; stamp it with the capture time")
@@ -450,74 +563,90 @@ class DepthNode(LifecycleNode):
                 reference = reference_from_image_msg(msg, stamp)
         except ReferenceInputError as exc:
             scale.reference_rejected("bad_input")
-            allowed, held = self._throttle.allow("bad_reference")
+            allowed, held = self._throttle.allow(f"{ch.name}:bad_reference")
             if allowed:
                 suffix = f" ({held} more like this since the last report)" if held else ""
                 self.get_logger().error(f"rejected scale reference on {topic}: {exc}{suffix}")
             return
         scale.set_reference(reference)
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
-        self.stats.frame_received()
-        with self._pending_cv:
-            if self._pending is not None:
-                self.stats.frame_dropped("superseded")
-            self._pending = (msg, time.perf_counter())
-            self._pending_cv.notify()
+    def _on_image(self, ch: CameraChannel, msg: Image | CompressedImage) -> None:
+        ch.stats.frame_received()
+        if self._slots.put(ch.name, (msg, time.perf_counter())):
+            ch.stats.frame_dropped("superseded")
 
     # ----------------------------------------------------------------- work
     def _work(self) -> None:
-        while True:
-            with self._pending_cv:
-                while self._pending is None and self._running:
-                    self._pending_cv.wait(0.5)
-                if not self._running:
-                    return
-                assert self._pending is not None
-                msg, received = self._pending
-                self._pending = None
-                self._in_flight = True
+        while self._running:
+            taken = self._slots.take_all(0.5, lambda: self._running)
+            if not taken:
+                continue
+            channels = [self._channel(name) for name, _ in taken]
+            for ch in channels:
+                ch.in_flight = True
             try:
-                self._process(msg, received)
-            except Exception as exc:  # never let one bad frame stop the node
-                try:
-                    self._problem("processing_error", f"frame failed: {type(exc).__name__}: {exc}")
-                except Exception:  # even reporting failed: still count it, keep the worker alive
-                    self.stats.frame_skipped("processing_error", f"frame failed: {type(exc).__name__}")
+                self._process([(ch, msg, received) for ch, (_, (msg, received)) in zip(channels, taken, strict=True)])
+            except Exception as exc:  # never let one bad batch stop the node
+                for ch in channels:
+                    try:
+                        self._problem(ch, "processing_error", f"frame failed: {type(exc).__name__}: {exc}")
+                    except Exception:  # even reporting failed: still count it, keep the worker alive
+                        ch.stats.frame_skipped("processing_error", f"frame failed: {type(exc).__name__}")
             finally:
-                self._in_flight = False
+                for ch in channels:
+                    ch.in_flight = False
 
-    def _process(self, msg: Image | CompressedImage, received: float) -> None:
-        processor, publishers = self._processor, self._publishers_by_kind
-        assert processor is not None
-        want = {kind: publishers[kind].get_subscription_count() > 0
-                for kind in (DEPTH, CAMERA_INFO, POINTS, COLORED, CONFIDENCE)}
-        want_navigation = self._navigation is not None and self._navigation.wanted()
-        if not (any(want.values()) or want_navigation):
-            self.stats.frame_dropped("no_subscribers")
+    def _process(self, frames: list[tuple[CameraChannel, Image | CompressedImage, float]]) -> None:
+        """One round of the worker: every waiting camera's newest frame, decoded, estimated together (one forward
+        pass per network input size, DepthEstimator.estimate_batch) and published per camera."""
+        estimator = self._estimator
+        assert estimator is not None
+        prepared = []
+        for ch, msg, received in frames:
+            processor, publishers = ch.processor, ch.publishers
+            assert processor is not None
+            want = {kind: publishers[kind].get_subscription_count() > 0
+                    for kind in (DEPTH, CAMERA_INFO, POINTS, COLORED, CONFIDENCE)}
+            want_navigation = ch.navigation is not None and ch.navigation.wanted()
+            if not (any(want.values()) or want_navigation):
+                ch.stats.frame_dropped("no_subscribers")
+                continue
+            wanted = Wanted(depth=want[DEPTH], colored=want[COLORED], points=want[POINTS],
+                            confidence=want[CONFIDENCE])
+            if ch.scale is not None:
+                ch.scale.begin_frame(_seconds(msg.header.stamp))
+            try:
+                prepared.append((ch, received, processor.prepare(msg, wanted, self.resolve_topic_name(
+                    ch.topic("camera_info")), scale_hook=ch.scale)))
+            except FrameSkipped as skipped:
+                self._problem(ch, skipped.reason, skipped.message, level=skipped.level)
+        if not prepared:
             return
-        wanted = Wanted(depth=want[DEPTH], colored=want[COLORED], points=want[POINTS], confidence=want[CONFIDENCE])
-        if self._scale is not None:
-            self._scale.begin_frame(_seconds(msg.header.stamp))
-        try:
-            timings = processor.process(msg, lambda kind, out: publishers[kind].publish(out), wanted,
-                                        self.resolve_topic_name("camera_info"))
-        except FrameSkipped as skipped:
-            self._problem(skipped.reason, skipped.message, level=skipped.level)
-            return
-        except BackendCheckError as exc:  # a dynamic model's first size failed the check: never publish its depth
-            self._problem("backend_check_failed", str(exc))
-            return
-        except NoScaleFit as exc:  # relative depth without a metric scale is never published
-            self._problem("no_scale_fit", str(exc), level="warn")
-            return
-        timings["total"] = time.perf_counter() - received
-        self.stats.frame_published(timings)
+        results = estimator.estimate_batch([p.request for _, _, p in prepared], return_errors=True)
+        for (ch, received, frame_input), result in zip(prepared, results, strict=True):
+            if isinstance(result, BackendCheckError):  # a dynamic model's first size failed: never publish it
+                self._problem(ch, "backend_check_failed", str(result))
+                continue
+            if isinstance(result, NoScaleFit):  # relative depth without a metric scale is never published
+                self._problem(ch, "no_scale_fit", str(result), level="warn")
+                continue
+            if isinstance(result, Exception):
+                self._problem(ch, "processing_error", f"frame failed: {type(result).__name__}: {result}")
+                continue
+            try:
+                assert ch.processor is not None
+                timings = ch.processor.finish(frame_input, result, partial(_publish, ch.publishers))
+            except Exception as exc:  # one camera's output failing never costs the others theirs
+                self._problem(ch, "processing_error", f"frame failed: {type(exc).__name__}: {exc}")
+                continue
+            timings["total"] = time.perf_counter() - received
+            ch.stats.frame_published(timings)
 
     # ----------------------------------------------------------------- diagnostics
-    def _input_model(self) -> str:
+    @staticmethod
+    def _input_model(ch: CameraChannel) -> str:
         """What the latest CameraInfo made of the input: rectified (P) or raw (K + D)."""
-        processor = self._processor
+        processor = ch.processor
         camera = processor.cameras.latest() if processor is not None else None
         return camera.input_model if camera is not None else "unknown (no CameraInfo yet)"
 
@@ -525,33 +654,42 @@ class DepthNode(LifecycleNode):
         estimator, publisher = self._estimator, self._pub_diag
         if self.state != ACTIVE or estimator is None or publisher is None:
             return
+        array = DiagnosticArray(status=[self._camera_status(estimator, ch) for ch in self._channels])
+        array.header.stamp = self.get_clock().now().to_msg()
+        publisher.publish(array)
+
+    def _camera_status(self, estimator: DepthEstimator, ch: CameraChannel) -> DiagnosticStatus:
+        """One DiagnosticStatus per camera: its counters and problems, with the shared model's facts."""
         contract = estimator.contract
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: depth pipeline", hardware_id=contract.name)
+        name = f"{self.get_fully_qualified_name()}: depth pipeline" + (f" ({ch.name})" if ch.name else "")
+        status = DiagnosticStatus(name=name, hardware_id=contract.name)
         within = max(5.0, 2 * self._values["diagnostics_period"])
-        problem = self.stats.recent_problem(within_s=within)
+        problem = ch.stats.recent_problem(within_s=within)
         if problem is not None:
             status.level, status.message = DiagnosticStatus.WARN, problem
         elif self._last_qos_problem:
             status.level, status.message = DiagnosticStatus.WARN, self._last_qos_problem
-        elif self.stats.received == 0:
+        elif ch.stats.received == 0:
             status.level, status.message = DiagnosticStatus.OK, "waiting for images"
         else:
             status.level, status.message = DiagnosticStatus.OK, "ok"
         pairs = [
+            *((("camera", ch.name), ("image_topic", self._image_base_topic(ch))) if ch.name else ()),
             ("model", contract.name), ("model_path", str(self._model_path)),
             ("output_kind", contract.output_kind), ("backend", estimator.backend.name),
             ("device", estimator.backend.device),
             ("backend_check", self._checker.status if self._checker is not None
              else "not needed (onnxruntime is the reference)"),
             ("network_input", f"{contract.input.width}x{contract.input.height} {contract.input.resize}"),
+            ("max_batch", str(estimator.max_batch)),
             ("lifecycle_state", self.state),
-            ("frame_in_flight", "true" if self._in_flight else "false"),
-            ("input_model", self._input_model()),
+            ("frame_in_flight", "true" if ch.in_flight else "false"),
+            ("input_model", self._input_model(ch)),
             ("input_qos", f"{self._values['input_qos_reliability']}, keep last {self._values['input_qos_depth']}"),
             ("output_qos", f"{self._values['output_qos_reliability']}, keep last {self._values['output_qos_depth']}"),
             ("qos_incompatible_events", str(sum(self.qos_events.values()))),
-            *self.stats.snapshot(),
-            *(self._scale.diagnostics() if self._scale is not None else ()),
+            *ch.stats.snapshot(),
+            *(ch.scale.diagnostics() if ch.scale is not None else ()),
         ]
         if self._last_qos_problem:
             pairs.append(("qos_last_incompatible", self._last_qos_problem))
@@ -561,9 +699,7 @@ class DepthNode(LifecycleNode):
         if precision is not None:
             pairs.append(("engine_precision", str(precision)))
         status.values = [KeyValue(key=k, value=v) for k, v in pairs]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        publisher.publish(array)
+        return status
 
     def stop(self) -> None:
         """Stop the worker (process exit); the lifecycle state is left as it is."""

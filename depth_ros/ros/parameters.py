@@ -119,6 +119,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "from the image's is stale; the last good fit is held", range=(0.001, 3600.0)),
     ParamSpec("reference_min_points", _RECOVERY.min_points, "fewest usable reference points (pixels) for a "
               "scale fit", range=(3, 1000000)),
+    ParamSpec("batch_window", 0.005, "seconds: with several cameras and a model that batches, a round of the worker "
+              "waits up to this long, once it has one camera's frame, for the other active cameras' frames, so that "
+              "cameras triggered together share one forward pass (0 = never wait)", range=(0.0, 1.0)),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0),
               read_only=True),
     # Navigation outputs (README "Navigation (Nav2)"): 'scan' and 'points_filtered'.

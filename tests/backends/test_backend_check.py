@@ -196,7 +196,7 @@ def failing_accelerator() -> Iterator[list[Path]]:
 
 
 def test_auto_falls_back_with_one_warning_and_a_named_backend_is_strict(failing_accelerator, tmp_path) -> None:
-    from test_pipeline import make_contract, save_oracle
+    from oracles import make_contract, save_oracle  # what test_pipeline re-exported: importable from here alone
 
     path = save_oracle(tmp_path, np.full((6, 8), 3.0, np.float32), make_contract("metric_depth", 6, 8), (6, 8))
     warnings: list[str] = []

@@ -233,7 +233,8 @@ def test_eval_on_held_out_synthetic_frames(tmp_path: Path) -> None:
     for name, sample in (("realistic", realistic.sample), ("basic", generator.sample)):
         samples = list(synthetic_samples(3, 1234, 96, 64, recipe_name=name))
         if name == "realistic":  # the default
-            assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(samples, synthetic_samples(3, 1234, 96, 64)))
+            default = list(synthetic_samples(3, 1234, 96, 64))
+            assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(samples, default, strict=True))
         for s in samples:
             index = int(s.name.rsplit("_", 1)[1])
             frame = sample(1234, index, 96, 64)

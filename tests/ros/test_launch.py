@@ -37,7 +37,7 @@ RVIZ_FILE = REPO / "rviz" / "depth.rviz"
 PROFILE_FILE = REPO / "config" / "fastdds_large_data.xml"
 FASTDDS_NS = "{http://www.eprosima.com}"
 EXPECTED_ARGUMENTS = {"model", "params_file", "namespace", "image", "camera_info", "backend", "image_transport",
-                      "use_large_data_profile", "rviz", "log_level", "navigation", "autostart"}
+                      "use_large_data_profile", "rviz", "log_level", "navigation", "autostart", "cameras"}
 
 
 def load_launch_module() -> ModuleType:
@@ -70,7 +70,7 @@ def test_launch_file_imports_without_launch_ros(launch_module: ModuleType) -> No
     assert launch_module.ARGUMENTS["camera_info"][0] == "color/camera_info"
     assert launch_module.ARGUMENTS["use_large_data_profile"][0] == "true"
     assert launch_module.ARGUMENTS["rviz"][0] == "false"
-    for name in ("model", "backend", "image_transport", "navigation", "autostart"):
+    for name in ("model", "backend", "image_transport", "navigation", "autostart", "cameras"):
         assert launch_module.ARGUMENTS[name][0] == "", f"{name} must default to 'keep the params file's'"
 
 
@@ -89,6 +89,15 @@ def test_given_arguments_become_parameter_overrides(launch_module: ModuleType) -
     assert remappings == [("image", "/cam/left/image_rect"), ("camera_info", "left/info")]
     for name, value in parameters[0].items():  # every override is a real, valid node parameter
         assert check_value(SPECS[name], value) is None
+
+
+def test_cameras_argument_becomes_the_cameras_parameter(launch_module: ModuleType) -> None:
+    """cameras:=front,rear reaches the node as one string, which the node reads as the two camera names."""
+    from depth_ros.ros.cameras import parse_cameras
+
+    parameters, _ = launch_module.node_overrides(defaults(launch_module, cameras="front,rear"))
+    assert parameters == [{"cameras": "front,rear"}]
+    assert parse_cameras(parameters[0]["cameras"]) == ("front", "rear")
 
 
 def test_navigation_argument_sets_the_boolean_parameter(launch_module: ModuleType) -> None:
