@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", action="append", dest="sizes", choices=("640x480", "1280x720"),
                    help="image sizes (repeatable; default both)")
     p.add_argument("--frames", type=int, default=200, help="frames per measurement")
-    p.add_argument("--rate", type=float, default=30.0, help="input rate of the end-to-end runs (Hz)")
+    p.add_argument("--rate", type=float, default=None, help="input rate of the end-to-end runs (Hz; default 30, "
+                   "15 with --cameras)")
     p.add_argument("--e2e", action="store_true",
                    help="also publisher -> depth_node -> subscriber through DDS (the first --model)")
     p.add_argument("--delivery", action="store_true",
@@ -123,12 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", action="store_true",
                    help="only depth/confidence: the error of the more confident half of the pixels against the "
                         "less confident half, on synthetic sequences and the real frames, and its cost")
+    p.add_argument("--cameras", type=int, default=0, metavar="N",
+                   help="only several cameras: one depth_node serving N cameras against N depth_nodes of one camera, "
+                        "in one run (delivered fraction per camera, latency, resident memory; --frames per camera)")
+    p.add_argument("--batch-model", metavar="ONNX",
+                   help="--cameras: also the one-node setup with this model (a dynamic-batch export: what batching "
+                        "buys)")
     p.add_argument("--json", dest="json_path", help="write the results as JSON here")
     p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.cameras:
+        from depth_ros.cli import bench_cameras
+
+        results = bench_cameras.run((args.models or ["default"])[0], args.cameras, args.rate or 15.0, args.frames,
+                                    domain_id=args.domain_id, batch_model=args.batch_model)
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps(results, indent=2))
+        return 0
     if args.edges or args.temporal or args.confidence:
         from depth_ros.cli import bench_confidence, bench_edges, bench_temporal
 
@@ -142,7 +157,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     domain_id = args.domain_id if args.domain_id is not None else reserve_domain_id()
     run(args.models or ["null", "default"], args.sizes or ["640x480", "1280x720"], args.frames, args.e2e,
-        args.delivery, args.soak, args.rate, args.json_path, domain_id,
+        args.delivery, args.soak, args.rate or 30.0, args.json_path, domain_id,
         args.slow_subscriber)
     return 0
 

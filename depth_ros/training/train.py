@@ -313,20 +313,24 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
 
 def export_onnx(model: torch.nn.Module, out: str | Path, config: TrainConfig, kind: str, name: str = "",
                 source: str = "") -> Path:
-    """ONNX (opset 17, fixed input size) with its depth_ros contract embedded."""
+    """ONNX (opset 17, fixed input size, a dynamic batch) with its depth_ros contract embedded.
+
+    The batch is dynamic (dim 0 "batch") so that one node serving several cameras runs their frames in one
+    forward pass (DepthEstimator.estimate_batch); a single frame runs as batch 1."""
     import onnx
 
+    from depth_ros.backends.export import BATCH_DIM
     from depth_ros.backends.graph_models import set_contract
     from depth_ros.core.contract import ModelContract
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    dummy = torch.zeros(1, 3, config.height, config.width)
+    dummy = torch.zeros(2, 3, config.height, config.width)  # traced at 2: a 1 could be taken as broadcastable
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, (dummy,), str(out), opset_version=17, dynamo=False, input_names=["image"],
-                          output_names=["depth"])
+                          output_names=["depth"], dynamic_axes={"image": {0: BATCH_DIM}, "depth": {0: BATCH_DIM}})
     proto = onnx.load(str(out))
     contract = ModelContract.from_dict({
         "output_kind": "canonical_inverse_depth" if kind == "canonical" else "relative_disparity",

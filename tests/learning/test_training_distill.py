@@ -81,6 +81,13 @@ def test_exported_student_matches_torch_and_resume_continues(trained: dict) -> N
     with torch.no_grad():
         expected = trained["student"].eval()(x).numpy()
     np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], expected, rtol=1e-4, atol=1e-5)
+    # A dynamic batch (several cameras in one forward pass): three images at once are each one alone.
+    assert isinstance(session.get_inputs()[0].shape[0], str)
+    three = normalise(torch.from_numpy(examples.rgb[:3]).permute(0, 3, 1, 2).float() / 255.0).numpy()
+    together = session.run(None, {"image": three})[0]
+    assert together.shape[0] == 3
+    for i in range(3):
+        np.testing.assert_allclose(together[i:i + 1], session.run(None, {"image": three[i:i + 1]})[0], atol=1e-5)
 
 
 def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(trained: dict) -> None:
