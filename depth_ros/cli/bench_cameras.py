@@ -209,6 +209,49 @@ def print_setup(result: dict[str, Any]) -> None:
               f"{p['latency_ms']['p50']:>12.1f}{p['latency_ms']['p95']:>8.1f}")
 
 
+def batching_gain(model: str, cameras: int, repeats: int = 60) -> dict[str, Any]:
+    """What one forward pass of ``cameras`` frames costs against ``cameras`` passes of one, per backend that can
+    run the model here (in-process, no DDS): medians in ms and their ratio."""
+    from depth_ros.pipeline import DepthEstimator
+
+    results: dict[str, Any] = {}
+    for backend in ("onnxruntime", "torch"):
+        try:
+            estimator = DepthEstimator.from_path(model, backend)
+        except Exception as exc:  # torch runs checkpoints only; TensorRT needs a GPU
+            results[backend] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
+            continue
+        spec = estimator.contract.input
+        if estimator.max_batch < cameras:
+            results[backend] = {"skipped": f"max_batch {estimator.max_batch}: the model runs one frame at a time"}
+            continue
+        rng = np.random.default_rng(0)
+        batch = rng.standard_normal((cameras, 3, spec.height, spec.width)).astype(np.float32)
+        singles, together = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for i in range(cameras):
+                estimator.backend.infer(batch[i:i + 1])
+            t1 = time.perf_counter()
+            estimator.backend.infer(batch)
+            t2 = time.perf_counter()
+            singles.append((t1 - t0) * 1e3)
+            together.append((t2 - t1) * 1e3)
+        one_by_one, batched = float(np.median(singles)), float(np.median(together))
+        results[backend] = {"one_by_one_ms": one_by_one, "batched_ms": batched, "ratio": batched / one_by_one}
+    return results
+
+
+def print_batching(cameras: int, results: dict[str, Any]) -> None:
+    print(f"\ninference of {cameras} frames (in-process, medians): one pass of {cameras} vs {cameras} passes of 1")
+    for backend, entry in results.items():
+        if "skipped" in entry:
+            print(f"  {backend:<12} skipped: {entry['skipped']}")
+        else:
+            print(f"  {backend:<12} {entry['batched_ms']:.2f} ms vs {entry['one_by_one_ms']:.2f} ms "
+                  f"(x{entry['ratio']:.2f})")
+
+
 def run(model: str = "default", cameras: int = 3, rate: float = 15.0, frames: int = 150, width: int = 640,
         height: int = 480, domain_id: int | None = None, batch_model: str | None = None) -> dict[str, Any]:
     """Both setups in one run (and the one-process setup with ``batch_model``, a dynamic-batch export)."""
@@ -216,10 +259,23 @@ def run(model: str = "default", cameras: int = 3, rate: float = 15.0, frames: in
         from depth_ros.ros.dds import reserve_domain_id
 
         domain_id = reserve_domain_id()
+    with tempfile.TemporaryDirectory() as tmp:
+        if model == "null":  # a model that does nothing: the node's own cost
+            from depth_ros.cli.bench import null_model
+
+            model = str(null_model(Path(tmp)))
+        return _run(model, cameras, rate, frames, width, height, domain_id, batch_model)
+
+
+def _run(model: str, cameras: int, rate: float, frames: int, width: int, height: int, domain_id: int,
+         batch_model: str | None) -> dict[str, Any]:
     path = str(resolve_model_path(model))
     config = CamerasConfig(path, cameras, width, height, rate, frames, domain_id=domain_id)
     print(f"{cameras} cameras {width}x{height} at {rate:g} Hz, {frames} frames each, model {path}")
-    results = {"config": asdict(config), "one_process": run_setup(config, True)}
+    results: dict[str, Any] = {"config": asdict(config)}
+    results["batching"] = batching_gain(str(resolve_model_path(batch_model or model)), cameras)
+    print_batching(cameras, results["batching"])
+    results["one_process"] = run_setup(config, True)
     print_setup(results["one_process"])
     results["processes"] = run_setup(config, False)
     print_setup(results["processes"])

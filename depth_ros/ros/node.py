@@ -9,9 +9,11 @@ start the worker)--> active; deactivate / cleanup (free the backend) / shutdown 
 `autostart: true` (default) the node configures and activates itself, so `ros2 run` works unmanaged.
 
 Threading: subscription callbacks only store the newest image per camera (the newest frame wins; a frame
-replaced before the worker took it is counted as dropped); one worker thread runs inference and
-publishes, so the executor (CameraInfo, parameters, lifecycle services, diagnostics) never waits for
-the model. Parameter changes swap the settings the next frame reads; they never wait for a frame.
+replaced before the worker took it is counted as dropped); one worker thread decodes and runs inference, one
+publisher thread builds and publishes the messages of the round before (so a large cloud's packing and
+serialisation overlap the next frame's inference), and the executor (CameraInfo, parameters, lifecycle
+services, diagnostics) never waits for either. Parameter changes swap the settings the next frame reads; they
+never wait for a frame.
 
 Several cameras (parameter `cameras`, depth_ros.ros.cameras): one model serves them all. Each round the
 worker takes every waiting camera's newest frame (round-robin, so none starves another), runs frames of the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import os
+import queue
 import sys
 import threading
 import time
@@ -186,6 +189,10 @@ class DepthNode(LifecycleNode):
         self._slots = FrameSlots(tuple(ch.name for ch in self._channels))
         self._running = False
         self._worker: threading.Thread | None = None
+        # Estimated rounds waiting to be published (one at most: the worker estimates the next round while the
+        # publisher thread builds and publishes this one's messages; a full queue holds the worker back).
+        self._finishing: queue.Queue[list[Any] | None] = queue.Queue(maxsize=1)
+        self._publisher_thread: threading.Thread | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._warn_without_large_data_profile()
         for ch in self._channels:
@@ -455,6 +462,8 @@ class DepthNode(LifecycleNode):
                 self._subscribe(Image, ch.topic("image"), partial(self._on_image, ch))
             described.append(f"{topic} ({ch.values['image_transport']})")
         self._running = True
+        self._publisher_thread = threading.Thread(target=self._publish_rounds, name="depth_publisher", daemon=True)
+        self._publisher_thread.start()
         self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
         self._worker.start()
         self.state = ACTIVE
@@ -498,6 +507,10 @@ class DepthNode(LifecycleNode):
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
+        if self._publisher_thread is not None:  # after the worker: what it estimated is still published
+            self._finishing.put(None)
+            self._publisher_thread.join(timeout=30.0)
+            self._publisher_thread = None
 
     def _release(self) -> None:
         """Back to unconfigured: publishers, timer and the backend (its memory) freed."""
@@ -588,17 +601,15 @@ class DepthNode(LifecycleNode):
                 self._process([(ch, msg, received) for ch, (_, (msg, received)) in zip(channels, taken, strict=True)])
             except Exception as exc:  # never let one bad batch stop the node
                 for ch in channels:
+                    ch.in_flight = False
                     try:
                         self._problem(ch, "processing_error", f"frame failed: {type(exc).__name__}: {exc}")
                     except Exception:  # even reporting failed: still count it, keep the worker alive
                         ch.stats.frame_skipped("processing_error", f"frame failed: {type(exc).__name__}")
-            finally:
-                for ch in channels:
-                    ch.in_flight = False
 
     def _process(self, frames: list[tuple[CameraChannel, Image | CompressedImage, float]]) -> None:
         """One round of the worker: every waiting camera's newest frame, decoded, estimated together (one forward
-        pass per network input size, DepthEstimator.estimate_batch) and published per camera."""
+        pass per network input size, DepthEstimator.estimate_batch), then handed to the publisher thread."""
         estimator = self._estimator
         assert estimator is not None
         prepared = []
@@ -610,6 +621,7 @@ class DepthNode(LifecycleNode):
             want_navigation = ch.navigation is not None and ch.navigation.wanted()
             if not (any(want.values()) or want_navigation):
                 ch.stats.frame_dropped("no_subscribers")
+                ch.in_flight = False
                 continue
             wanted = Wanted(depth=want[DEPTH], colored=want[COLORED], points=want[POINTS],
                             confidence=want[CONFIDENCE])
@@ -619,28 +631,39 @@ class DepthNode(LifecycleNode):
                 prepared.append((ch, received, processor.prepare(msg, wanted, self.resolve_topic_name(
                     ch.topic("camera_info")), scale_hook=ch.scale)))
             except FrameSkipped as skipped:
+                ch.in_flight = False
                 self._problem(ch, skipped.reason, skipped.message, level=skipped.level)
         if not prepared:
             return
         results = estimator.estimate_batch([p.request for _, _, p in prepared], return_errors=True)
-        for (ch, received, frame_input), result in zip(prepared, results, strict=True):
-            if isinstance(result, BackendCheckError):  # a dynamic model's first size failed: never publish it
-                self._problem(ch, "backend_check_failed", str(result))
-                continue
-            if isinstance(result, NoScaleFit):  # relative depth without a metric scale is never published
-                self._problem(ch, "no_scale_fit", str(result), level="warn")
-                continue
-            if isinstance(result, Exception):
-                self._problem(ch, "processing_error", f"frame failed: {type(result).__name__}: {result}")
-                continue
-            try:
-                assert ch.processor is not None
-                timings = ch.processor.finish(frame_input, result, partial(_publish, ch.publishers))
-            except Exception as exc:  # one camera's output failing never costs the others theirs
-                self._problem(ch, "processing_error", f"frame failed: {type(exc).__name__}: {exc}")
-                continue
-            timings["total"] = time.perf_counter() - received
-            ch.stats.frame_published(timings)
+        # Building and publishing the messages (the cloud above all) overlaps the next round's inference.
+        self._finishing.put([(*entry, result) for entry, result in zip(prepared, results, strict=True)])
+
+    def _publish_rounds(self) -> None:
+        """The publisher thread: each estimated round's messages, camera by camera, in the order estimated."""
+        while (done := self._finishing.get()) is not None:
+            for ch, received, frame_input, result in done:
+                try:
+                    self._publish_frame(ch, received, frame_input, result)
+                except Exception as exc:  # one camera's output failing never costs the others theirs
+                    self._problem(ch, "processing_error", f"frame failed: {type(exc).__name__}: {exc}")
+                finally:
+                    ch.in_flight = False
+
+    def _publish_frame(self, ch: CameraChannel, received: float, frame_input: Any, result: Any) -> None:
+        if isinstance(result, BackendCheckError):  # a dynamic model's first size failed: never publish it
+            self._problem(ch, "backend_check_failed", str(result))
+            return
+        if isinstance(result, NoScaleFit):  # relative depth without a metric scale is never published
+            self._problem(ch, "no_scale_fit", str(result), level="warn")
+            return
+        if isinstance(result, Exception):
+            self._problem(ch, "processing_error", f"frame failed: {type(result).__name__}: {result}")
+            return
+        assert ch.processor is not None
+        timings = ch.processor.finish(frame_input, result, partial(_publish, ch.publishers))
+        timings["total"] = time.perf_counter() - received
+        ch.stats.frame_published(timings)
 
     # ----------------------------------------------------------------- diagnostics
     @staticmethod

@@ -87,3 +87,26 @@ def test_bench_slow_subscriber_delivery_report(tmp_path: Path, own_domain: int) 
         else:
             assert entry["slow_stopped_at_frame"] == frames // 5
     assert "slow         (reliable, 0.5 s per message)" in result.stdout  # the printed lines
+
+
+def test_bench_cameras_reports_both_setups(tmp_path: Path, own_domain: int) -> None:
+    """`bench --cameras 2`: one node serving two cameras and two nodes of one, each camera's delivery and latency,
+    the nodes' memory; one process holds less resident memory than two (a fact, not a timing)."""
+    out = tmp_path / "cameras.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "depth_ros.cli", "bench", "--cameras", "2", "--model", "null", "--frames", "20",
+         "--rate", "10", "--domain-id", str(own_domain), "--json", str(out)],
+        env=ros_env(own_domain), capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    for setup in ("one_process", "processes"):
+        entry = report[setup]
+        assert set(entry["per_camera"]) == {"cam0", "cam1"}
+        for camera in entry["per_camera"].values():
+            for output in ("depth", "points"):
+                assert 0 < camera[output]["delivered"] <= 1.0
+                assert camera[output]["latency_ms"]["n"] == round(camera[output]["delivered"] * 20)
+        assert 0 < entry["pss_mib"] <= entry["rss_mib"]
+    assert report["one_process"]["rss_mib"] < report["processes"]["rss_mib"]
+    assert "onnxruntime" in report["batching"]
+    assert "one process / 2 processes: RSS" in result.stdout

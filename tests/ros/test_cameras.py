@@ -69,19 +69,20 @@ def test_slots_keep_the_newest_frame_per_camera_and_take_all_round_robin() -> No
 
 
 def test_window_waits_for_the_other_active_cameras_only() -> None:
-    now = [100.0]
-    slots = FrameSlots(("a", "b"), window=0.3, clock=lambda: now[0])
+    slots = FrameSlots(("a", "b"), window=0.3, active_within=60.0)
     slots.put("a", 1)
     assert slots.take_all(0.1) == [("a", 1)]  # b never sent: nothing to wait for
     slots.put("b", 1)
-    slots.take_all(0.1)
-    # Both active now: a round with a's frame waits for b's (here b arrives from another thread).
+    t0 = time.monotonic()
+    assert slots.take_all(0.1) == [("b", 1)]  # a is active: the round waited the window for it, then went on
+    assert time.monotonic() - t0 >= 0.29
+    # Both active: a round with a's frame waits for b's (it arrives from another thread) and takes both.
     slots.put("a", 2)
     threading.Timer(0.05, lambda: slots.put("b", 2)).start()
     assert slots.take_all(0.1) == [("a", 2), ("b", 2)]
-    # A camera silent for longer than active_within is not waited for.
-    now[0] += 5.0
+    # A camera silent for longer than active_within is not waited for, however long the window.
+    slots.window, slots.active_within = 30.0, 0.0
     slots.put("a", 3)
     t0 = time.monotonic()
     assert slots.take_all(0.1) == [("a", 3)]
-    assert time.monotonic() - t0 < 0.25
+    assert time.monotonic() - t0 < 15.0
