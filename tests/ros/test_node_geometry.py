@@ -301,16 +301,25 @@ def assert_cloud_backprojects(cloud: PointCloud2, depth: FloatArray, cam: Pinhol
 # Parameter services (rcl_interfaces), called from the test's rclpy node
 
 
-def _call(node: Node, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+def _call(node: Node, srv_type: Any, name: str, request: Any, timeout: float = 10.0,
+          idempotent: bool = False) -> Any:
+    """Call a service and wait for the reply. ``idempotent`` (a query): ask again every second until a reply
+    comes, since a request sent while the server's reply writer is still matching our reader is answered into
+    the void (DDS discovery of a just-started node)."""
     client = node.create_client(srv_type, name)
     try:
         assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
+        futures = [client.call_async(request)]
+        asked = time.monotonic()
+        deadline = asked + timeout
+        while not any(f.done() for f in futures) and time.monotonic() < deadline:
+            if idempotent and time.monotonic() - asked > 1.0:
+                futures.append(client.call_async(request))
+                asked = time.monotonic()
             rclpy.spin_once(node, timeout_sec=0.02)
-        assert future.done(), f"no reply from {name}"
-        return future.result()
+        done = [f for f in futures if f.done()]
+        assert done, f"no reply from {name}"
+        return done[0].result()
     finally:
         node.destroy_client(client)
 
@@ -332,7 +341,8 @@ def set_ok(client: Client, **values: Any) -> None:
 
 def get_parameters(client: Client, *names: str) -> dict[str, Any]:
     request = GetParameters.Request(names=list(names))
-    response = _call(client.node, GetParameters, f"{client.namespace}/depth_node/get_parameters", request)
+    response = _call(client.node, GetParameters, f"{client.namespace}/depth_node/get_parameters", request,
+                     idempotent=True)
     return {name: Parameter.from_parameter_msg(_as_param_msg(name, value)).value
             for name, value in zip(names, response.values, strict=True)}
 

@@ -368,7 +368,8 @@ def lifecycle(client: Client, transition: int) -> bool:
 
 
 def lifecycle_state(client: Client) -> int:
-    response = _call(client.node, GetState, f"{client.namespace}/depth_node/get_state", GetState.Request())
+    response = _call(client.node, GetState, f"{client.namespace}/depth_node/get_state", GetState.Request(),
+                     idempotent=True)
     return int(response.current_state.id)
 
 
