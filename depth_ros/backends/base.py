@@ -34,9 +34,10 @@ class InferenceBackend(Protocol):
     fixed_input_size: tuple[int, int] | None
     output_count: int  # the model's outputs; 0 is the prediction, a contract may name another (confidence_output)
     # The largest batch N such that every batch 1..N runs in one infer/infer_device call (1: no batching; a larger
-    # batch is split by infer_batches). Inputs are float32 NCHW (N, 3, H, W); every output keeps the batch as its
-    # first dimension ((N, 1, H, W) or (N, H, W), as the model gives it), extra outputs too. A dynamic batch
-    # dimension gives MAX_DYNAMIC_BATCH; a model with a fixed batch B gives B (smaller batches are padded to B).
+    # batch is split by DepthEstimator.estimate_batch). Inputs are float32 NCHW (N, 3, H, W); every output keeps
+    # the batch as its first dimension ((N, 1, H, W) or (N, H, W), as the model gives it), extra outputs too. A
+    # dynamic batch dimension gives MAX_DYNAMIC_BATCH; a model with a fixed batch B gives B (smaller batches are
+    # padded to B).
     max_batch: int
 
     def metadata(self) -> dict[str, str]:
@@ -112,33 +113,3 @@ def cut_batch(output: Any, count: int, padded: int) -> Any:
     if count == padded or len(output.shape) == 0 or output.shape[0] != padded:
         return output
     return output[:count]
-
-
-def infer_batches(backend: InferenceBackend, tensor: Any, extra_outputs: tuple[int, ...] = (),
-                  device: bool = False) -> Any:
-    """``backend.infer`` (``infer_device`` with ``device``, on torch tensors) on a batch of any size: chunks of at
-    most ``backend.max_batch`` images (one by one on a backend without batching), each output joined along the
-    batch. A 0-d output (no batch dimension) of one-image runs becomes one value per image."""
-    limit = max(1, int(getattr(backend, "max_batch", 1)))  # a backend written before max_batch: one by one
-    run = backend.infer_device if device else backend.infer  # type: ignore[attr-defined]
-    count = int(tensor.shape[0])
-    if count <= limit:
-        return run(tensor, extra_outputs)
-    parts: list[tuple[Any, ...]] = []
-    for start in range(0, count, limit):
-        chunk = tensor[start:start + limit]
-        result = run(chunk, extra_outputs)
-        outputs = result if extra_outputs else (result,)
-        if any(len(o.shape) == 0 for o in outputs) and chunk.shape[0] > 1:
-            raise ValueError("the model has an output without a batch dimension: it cannot run batches; "
-                             "run one image per call")
-        outputs = tuple(o.reshape(1) if len(o.shape) == 0 else o for o in outputs)
-        # A device backend may return buffers it reuses (TensorRT): copy each chunk's before the next call.
-        parts.append(tuple(o.clone() for o in outputs) if device else outputs)
-    if device:
-        import torch
-
-        joined = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0])))
-    else:
-        joined = tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
-    return joined if extra_outputs else joined[0]

@@ -589,7 +589,7 @@ class TensorRTBackend:
         count = int(tensor.shape[0])
         if count > self.max_batch:
             raise ValueError(f"a batch of {count} images is more than this engine's max_batch {self.max_batch}: "
-                             "split it (depth_ros.backends.base.infer_batches) or build a wider batch range")
+                             "split it (DepthEstimator.estimate_batch does) or build a wider batch range")
         padded = max(count, self._min_batch)
         runner = self._runner_for((padded, *tensor.shape[1:]))  # type: ignore[arg-type]
         caller = torch.cuda.current_stream()

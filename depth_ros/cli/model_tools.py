@@ -18,19 +18,6 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _batch(text: str) -> int | None:
-    """'dynamic' -> None (a dynamic batch dimension), 'N' -> N."""
-    if text.strip().lower() == "dynamic":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a batch size >= 1 or 'dynamic', got {text!r}")
-    return value
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -39,6 +26,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def _batch(text: str) -> int | None:
+    """'dynamic' -> None (a dynamic batch dimension), 'N' -> N."""
+    if text.strip().lower() == "dynamic":
+        return None
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a batch size >= 1 or 'dynamic', got {text!r}") from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -173,6 +173,7 @@ class DepthNode(LifecycleNode):
             (lambda: self.get_clock().now().nanoseconds * 1e-9) if use_sim_time else time.monotonic)
         self._values = self._declare_parameters()
         self._channels = self._declare_cameras()
+        self._channels_by_name = {ch.name: ch for ch in self._channels}
         reason = validate_cameras(self._values, {ch.name: ch.overrides for ch in self._channels})
         if reason is not None:
             raise ConfigurationError(f"{reason}. Fix it in the params file or with -p NAME:=VALUE")
@@ -197,11 +198,6 @@ class DepthNode(LifecycleNode):
         self._warn_without_large_data_profile()
         for ch in self._channels:
             self.get_logger().info(describe_input_rule(ch.values["input_rectified"], self._image_base_topic(ch)))
-
-    @property
-    def stats(self) -> PipelineStats:
-        """The first camera's counters (the only camera's, without `cameras`)."""
-        return self._channels[0].stats
 
     def _warn_without_large_data_profile(self) -> None:
         rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -503,7 +499,7 @@ class DepthNode(LifecycleNode):
         self._subscriptions_active = []
         self._running = False
         for name in self._slots.clear():
-            self._channel(name).stats.frame_dropped("deactivated")
+            self._channels_by_name[name].stats.frame_dropped("deactivated")
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
@@ -531,9 +527,6 @@ class DepthNode(LifecycleNode):
         self._checker = None
         gc.collect()  # the backend's session/engine goes now, not at some later collection
         self.state = UNCONFIGURED
-
-    def _channel(self, name: str) -> CameraChannel:
-        return next(ch for ch in self._channels if ch.name == name)
 
     # ----------------------------------------------------------------- inputs
     def _problem(self, ch: CameraChannel, reason: str, message: str, level: str = "error") -> None:
@@ -594,7 +587,7 @@ class DepthNode(LifecycleNode):
             taken = self._slots.take_all(0.5, lambda: self._running)
             if not taken:
                 continue
-            channels = [self._channel(name) for name, _ in taken]
+            channels = [self._channels_by_name[name] for name, _ in taken]
             for ch in channels:
                 ch.in_flight = True
             try:

@@ -54,6 +54,25 @@ def _darker(colour: tuple[float, float, float], factor: float) -> tuple[float, f
     return tuple(float(c) * factor for c in colour)  # type: ignore[return-value]
 
 
+# Surfaces that are one tone and a darker copy of it: (value range, saturation range, hue or None (any), how much
+# darker the second colour is, texture, texture scale range in cycles per metre).
+SIMPLE_SURFACES: dict[str, tuple[tuple[float, float], tuple[float, float], float | None, float, str,
+                                 tuple[float, float]]] = {
+    "floor_wood": ((0.3, 0.7), (0.3, 0.6), 0.08, 0.7, "wood", (0.8, 3.0)),
+    "floor_tiles": ((0.35, 0.85), (0.0, 0.25), None, 0.6, "tiles", (1.5, 4.0)),
+    "wood": ((0.3, 0.85), (0.15, 0.55), 0.08, 0.75, "wood", (1.0, 4.0)),
+    "white": ((0.75, 0.95), (0.0, 0.08), None, 0.9, "fractal", (0.5, 2.0)),
+    "dark": ((0.03, 0.2), (0.0, 0.3), None, 0.6, "fractal", (0.5, 3.0)),
+    "metal": ((0.35, 0.75), (0.0, 0.1), None, 0.85, "grain", (1.0, 5.0)),
+}
+
+
+def _simple_surface(rng: np.random.Generator, kind: str, angle: float) -> Material:
+    value, saturation, hue, darker, texture, scale = SIMPLE_SURFACES[kind]
+    base = _tone(rng, value, saturation, hue=hue)
+    return Material(base, _darker(base, darker), texture, float(rng.uniform(*scale)), angle)
+
+
 def _surface(rng: np.random.Generator, kind: str) -> Material:
     """A material typical of ``kind``: wall, ceiling, floor, wood, fabric, metal, plastic, paper, ..."""
     angle = float(rng.uniform(-np.pi, np.pi))
@@ -67,26 +86,12 @@ def _surface(rng: np.random.Generator, kind: str) -> Material:
         return Material(base, _darker(base, 0.75), texture, float(rng.uniform(0.8, 1.7)))
     if kind == "floor":
         choice = rng.choice(["wood", "tiles", "carpet", "concrete"], p=(0.3, 0.3, 0.2, 0.2))
-        if choice == "wood":
-            base = _tone(rng, (0.3, 0.7), (0.3, 0.6), hue=0.08)
-            return Material(base, _darker(base, 0.7), "wood", float(rng.uniform(0.8, 3.0)), angle)
-        if choice == "tiles":
-            base = _tone(rng, (0.35, 0.85), (0.0, 0.25))
-            return Material(base, _darker(base, 0.6), "tiles", float(rng.uniform(1.5, 4.0)), angle)
+        if choice in ("wood", "tiles"):
+            return _simple_surface(rng, f"floor_{choice}", angle)
         base = _tone(rng, (0.2, 0.6), (0.0, 0.3))
         return Material(base, _darker(base, rng.uniform(0.5, 0.8)), "fractal", float(rng.uniform(0.2, 2.0)), angle)
-    if kind == "wood":
-        base = _tone(rng, (0.3, 0.85), (0.15, 0.55), hue=0.08)
-        return Material(base, _darker(base, 0.75), "wood", float(rng.uniform(1.0, 4.0)), angle)
-    if kind == "white":
-        base = _tone(rng, (0.75, 0.95), (0.0, 0.08))
-        return Material(base, _darker(base, 0.9), "fractal", float(rng.uniform(0.5, 2.0)), angle)
-    if kind == "dark":
-        base = _tone(rng, (0.03, 0.2), (0.0, 0.3))
-        return Material(base, _darker(base, 0.6), "fractal", float(rng.uniform(0.5, 3.0)), angle)
-    if kind == "metal":
-        base = _tone(rng, (0.35, 0.75), (0.0, 0.1))
-        return Material(base, _darker(base, 0.85), "grain", float(rng.uniform(1.0, 5.0)), angle)
+    if kind in SIMPLE_SURFACES:
+        return _simple_surface(rng, kind, angle)
     if kind == "whiteboard":
         ink = _tone(rng, (0.2, 0.6), (0.6, 1.0))
         return Material(_tone(rng, (0.88, 0.98), (0.0, 0.04)), ink, "marker", float(rng.uniform(0.5, 2.0)), angle)
@@ -286,7 +291,8 @@ def _furnish(rng: np.random.Generator, half_x: float, half_z: float, count: int,
 
 
 def _room_shell(rng: np.random.Generator, half_x: float, half_z: float, ceiling: float,
-                items_per_wall: int) -> tuple[list[Plane], list[Box]]:
+                items_per_wall: int) -> tuple[list[Plane], list[Box], tuple[float, float, float]]:
+    """Floor, ceiling and walls, the flat things on the walls, and the ceiling lamp (its position, returned)."""
     wall = _surface(rng, "wall")
     walls = [wall if rng.random() < 0.75 else _surface(rng, "wall") for _ in range(4)]
     planes = [Plane(1, 0.0, 1.0, _surface(rng, "floor")), Plane(1, ceiling, -1.0, _surface(rng, "ceiling")),
@@ -301,7 +307,7 @@ def _room_shell(rng: np.random.Generator, half_x: float, half_z: float, ceiling:
     lamp = (float(rng.uniform(-0.7, 0.7)) * half_x, ceiling - 0.05, float(rng.uniform(-0.7, 0.7)) * half_z)
     glow = Material((1.0, 0.98, 0.92), (1.0, 0.98, 0.92), "plain", 1.0, 0.0, 1.5)
     boxes.append(Box((lamp[0], ceiling - 0.02, lamp[2]), (0.3, 0.02, 0.3), 0.0, glow))
-    return planes, boxes
+    return planes, boxes, (lamp[0], ceiling - 0.02, lamp[2])
 
 
 def _lit(rng: np.random.Generator, planes: list[Plane], boxes: list[Box], lamp: tuple[float, float, float],
@@ -322,8 +328,7 @@ def _indoor(rng: np.random.Generator, kind: str) -> tuple[Scene, tuple[float, fl
     else:
         half_x, half_z = float(rng.uniform(1.5, 4.5)), float(rng.uniform(1.5, 5.0))
         ceiling = float(rng.uniform(2.4, 3.2))
-    planes, boxes = _room_shell(rng, half_x, half_z, ceiling, 3 if kind != "hall" else 5)
-    lamp = boxes[-1].centre
+    planes, boxes, lamp = _room_shell(rng, half_x, half_z, ceiling, 3 if kind != "hall" else 5)
     height = float(rng.uniform(0.15, 1.8))
     pitch = float(rng.uniform(-0.2, 0.5))
     if kind == "corridor":
@@ -353,8 +358,7 @@ def _desk(rng: np.random.Generator) -> tuple[Scene, tuple[float, float, float], 
     half_x = float(rng.uniform(5, 12)) if hall else float(rng.uniform(1.8, 4.0))
     half_z = float(rng.uniform(5, 12)) if hall else float(rng.uniform(2.0, 4.5))
     ceiling = float(rng.uniform(3.5, 7)) if hall else float(rng.uniform(2.4, 3.2))
-    planes, boxes = _room_shell(rng, half_x, half_z, ceiling, 3)
-    lamp = boxes[-1].centre
+    planes, boxes, lamp = _room_shell(rng, half_x, half_z, ceiling, 3)
     height = float(rng.uniform(0.9, 1.7))
     position = (float(rng.uniform(-0.4, 0.4)) * half_x, height, float(rng.uniform(-0.6, -0.1)) * half_z)
     yaw = float(rng.normal(0, 0.35))

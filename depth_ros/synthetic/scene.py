@@ -174,12 +174,7 @@ def _intersect_boxes(boxes: list[Box], origin: np.ndarray, dirs: np.ndarray):
     n = dirs.shape[0]
     if not boxes:
         return np.full(n, np.inf), np.full(n, -1), np.zeros(n, int), np.ones(n), np.zeros((n, 3))
-    centres = np.array([b.centre for b in boxes])  # (B, 3)
-    halves = np.array([b.half for b in boxes])
-    c, s = np.cos([b.yaw for b in boxes]), np.sin([b.yaw for b in boxes])
-    # World -> box rotation about Y (the transpose of the box's yaw rotation).
-    rot = np.zeros((len(boxes), 3, 3))
-    rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, -s, 1.0, s, c
+    centres, halves, rot = _box_frames(boxes)  # rot: world -> box (the transpose of the box's yaw rotation)
     o_local = np.einsum("bij,bj->bi", rot, origin[None, :] - centres)  # (B, 3)
     d_local = np.einsum("bij,nj->nbi", rot, dirs)  # (N, B, 3)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -298,13 +293,13 @@ def _ambient_occlusion(scene: Scene, point: np.ndarray, normal: np.ndarray, own_
     return np.clip(1.0 - scene.occlusion * total, 0.25, 1.0)
 
 
-def _in_view(boxes: list[Box], camera: PinholeCamera) -> list[Box]:
+def _in_view(boxes: list[Box], camera: PinholeCamera, rotation: np.ndarray) -> list[Box]:
     """The boxes whose bounding spheres reach into the camera's frustum: no other box can be hit by a pixel's ray,
     so the others are skipped (an exact cull: the hits are the same)."""
     if not boxes:
         return boxes
     centres = np.array([b.centre for b in boxes], dtype=np.float64) - np.asarray(camera.position)[None, :]
-    local = centres @ camera.rotation()  # world -> camera frame
+    local = centres @ rotation  # world -> camera frame (rotation: camera -> world)
     radius = np.linalg.norm(np.array([b.half for b in boxes]), axis=1) * 1.001 + 1e-6
     u_lo, u_hi = (-0.5 - camera.cx) / camera.fx, (camera.width - 0.5 - camera.cx) / camera.fx
     v_lo, v_hi = (-0.5 - camera.cy) / camera.fy, (camera.height - 0.5 - camera.cy) / camera.fy
@@ -324,7 +319,7 @@ def render(scene: Scene, camera: PinholeCamera, rng: np.random.Generator | None 
     dirs = rays @ rot.T  # world directions, still scaled so that t = Z
     origin = np.asarray(camera.position, dtype=np.float64)
     # Shadows and occlusion come from the boxes in view only: a cheap approximation off screen.
-    scene = replace(scene, boxes=_in_view(scene.boxes, camera))
+    scene = replace(scene, boxes=_in_view(scene.boxes, camera, rot))
     t_plane, i_plane = _intersect_planes(scene.planes, origin, dirs)
     t_box, i_box, face_axis, face_sign, local = _intersect_boxes(scene.boxes, origin, dirs)
     use_box = t_box < t_plane

@@ -26,7 +26,7 @@ from oracles import make_contract, save_oracle
 torch = pytest.importorskip("torch")
 
 from depth_ros.backends import BackendOptions, ModelLoadError, create_backend  # noqa: E402
-from depth_ros.backends.base import MAX_DYNAMIC_BATCH, cut_batch, infer_batches, pad_batch  # noqa: E402
+from depth_ros.backends.base import MAX_DYNAMIC_BATCH, cut_batch, pad_batch  # noqa: E402
 from depth_ros.backends.engine_cache import EngineCache, EngineKey, model_sha256  # noqa: E402
 from depth_ros.backends.export import BATCH_DIM, export_onnx  # noqa: E402
 from depth_ros.backends.tensorrt_backend import (  # noqa: E402
@@ -149,20 +149,8 @@ def test_a_fixed_batch_runs_fewer_images_padded(models: dict[str, Path]) -> None
     np.testing.assert_allclose(one, expected[:1], rtol=0, atol=ATOL)
 
 
-def test_infer_batches_splits_by_max_batch(models: dict[str, Path]) -> None:
-    batch = images(5, seed=2)
-    expected = singles(ort(models["static"]), batch)
-    static = ort(models["static"])  # max_batch 1: one by one
-    np.testing.assert_allclose(infer_batches(static, batch), expected, rtol=0, atol=ATOL)
-    dynamic = ort(models["dynamic"])
-    dynamic.max_batch = 2  # chunks of 2, 2 and 1
-    np.testing.assert_allclose(infer_batches(dynamic, batch), expected, rtol=0, atol=ATOL)
-    fixed = ort(models["fixed2"])  # chunks of 2, the last padded
-    np.testing.assert_allclose(infer_batches(fixed, batch), expected, rtol=0, atol=ATOL)
-
-
 def test_extra_outputs_keep_the_batch(tmp_path: Path) -> None:
-    """An oracle with a dynamic batch and a second output: both come back (N, 1, h, w), chunked or not."""
+    """An oracle with a dynamic batch and a second output: both come back (N, 1, h, w)."""
     first = np.arange(48, dtype=np.float32).reshape(6, 8) + 1.0
     second = np.full((6, 8), 0.25, np.float32)
     path = save_oracle(tmp_path, first, make_contract("metric_depth", 6, 8), (6, 8), second_output=second,
@@ -173,10 +161,7 @@ def test_extra_outputs_keep_the_batch(tmp_path: Path) -> None:
     depth, sigma = backend.infer(batch, (1,))
     assert depth.shape == sigma.shape == (4, 1, 6, 8)
     np.testing.assert_array_equal(depth, np.broadcast_to(first, (4, 1, 6, 8)))
-    backend.max_batch = 3
-    chunked = infer_batches(backend, batch, (1,))
-    assert isinstance(chunked, tuple) and [o.shape for o in chunked] == [(4, 1, 6, 8)] * 2
-    np.testing.assert_array_equal(chunked[1], np.broadcast_to(second, (4, 1, 6, 8)))
+    np.testing.assert_array_equal(sigma, np.broadcast_to(second, (4, 1, 6, 8)))
     rank3 = ort(save_oracle(tmp_path, first, make_contract("metric_depth", 6, 8), (6, 8), name="r3.onnx",
                             output_rank=3, batch=3))
     assert rank3.max_batch == 3 and rank3.infer(batch[:2]).shape == (2, 6, 8)  # padded to 3, cut to 2
@@ -213,8 +198,6 @@ def test_torch_backend_runs_a_batch_in_one_pass(models: dict[str, Path]) -> None
     np.testing.assert_allclose(device.numpy(), out, rtol=0, atol=ATOL)
     # The same weights exported with a dynamic batch: ONNX Runtime's batch is torch's.
     np.testing.assert_allclose(ort(models["dynamic"]).infer(batch), out, rtol=0, atol=ATOL)
-    chunked = infer_batches(backend, torch.from_numpy(images(5, seed=5)), device=True)
-    np.testing.assert_allclose(chunked.numpy(), backend.infer(images(5, seed=5)), rtol=0, atol=ATOL)
 
 
 # ----------------------------------------------------------------------------- TensorRT, no GPU needed
@@ -337,6 +320,7 @@ def test_tensorrt_engine_with_a_batch_range(tensorrt_ready: None, models: dict[s
     with pytest.raises(ValueError, match="max_batch 3"):
         backend.infer(images(4))
     five = images(5, seed=7)
-    assert relative_error(infer_batches(backend, five), singles(ort(models["static"]), five)).max() <= TRT_RTOL
+    in_two = np.concatenate([backend.infer(five[:3]), backend.infer(five[3:])])  # as estimate_batch splits it
+    assert relative_error(in_two, singles(ort(models["static"]), five)).max() <= TRT_RTOL
     static = TensorRTBackend(models["static"], options, log=lambda message: None)
     assert static.max_batch == 1  # a fixed batch of 1: engine_max_batch does not apply
