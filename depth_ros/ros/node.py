@@ -172,9 +172,8 @@ class DepthNode(LifecycleNode):
         self._clock_seconds: Callable[[], float] = (
             (lambda: self.get_clock().now().nanoseconds * 1e-9) if use_sim_time else time.monotonic)
         self._values = self._declare_parameters()
-        self._channels = self._declare_cameras()
-        self._channels_by_name = {ch.name: ch for ch in self._channels}
-        reason = validate_cameras(self._values, {ch.name: ch.overrides for ch in self._channels})
+        self._channels = self._declare_cameras()  # by camera name, in the `cameras` order
+        reason = validate_cameras(self._values, {name: ch.overrides for name, ch in self._channels.items()})
         if reason is not None:
             raise ConfigurationError(f"{reason}. Fix it in the params file or with -p NAME:=VALUE")
         self.state = UNCONFIGURED
@@ -187,7 +186,7 @@ class DepthNode(LifecycleNode):
         self._pub_diag: Any = None
         self._diag_timer: Any = None
         self._subscriptions_active: list[Any] = []
-        self._slots = FrameSlots(tuple(ch.name for ch in self._channels))
+        self._slots = FrameSlots(tuple(ch.name for ch in self._channels.values()))
         self._running = False
         self._worker: threading.Thread | None = None
         # Estimated rounds waiting to be published (one at most: the worker estimates the next round while the
@@ -196,7 +195,7 @@ class DepthNode(LifecycleNode):
         self._publisher_thread: threading.Thread | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._warn_without_large_data_profile()
-        for ch in self._channels:
+        for ch in self._channels.values():
             self.get_logger().info(describe_input_rule(ch.values["input_rectified"], self._image_base_topic(ch)))
 
     def _warn_without_large_data_profile(self) -> None:
@@ -228,7 +227,7 @@ class DepthNode(LifecycleNode):
             values[spec.name] = normalise(spec, param.value)
         return values
 
-    def _declare_cameras(self) -> list[CameraChannel]:
+    def _declare_cameras(self) -> dict[str, CameraChannel]:
         """The `cameras` list (fixed at startup) and each camera's overrides, declared as <camera>.<parameter>."""
         # A string list, or one string (a launch argument 'front,rear'): dynamic typing takes either; an empty list
         # would otherwise be typed as a byte array by rclpy.
@@ -259,12 +258,12 @@ class DepthNode(LifecycleNode):
                 overrides[parameter] = value
             channels.append(CameraChannel(name, overrides, camera_values(self._values, overrides),
                                           PipelineStats(clock=self._clock_seconds)))
-        return channels
+        return {ch.name: ch for ch in channels}
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         proposed = dict(self._values)
-        overrides = {ch.name: dict(ch.overrides) for ch in self._channels}
-        names = [ch.name for ch in self._channels if ch.name]
+        overrides = {name: dict(ch.overrides) for name, ch in self._channels.items()}
+        names = [ch.name for ch in self._channels.values() if ch.name]
         for param in params:
             target = split_override(param.name, names)
             if target is not None:
@@ -296,7 +295,7 @@ class DepthNode(LifecycleNode):
         self._values = proposed
         self._apply_batch_window()
         # Never blocks: the frame in flight keeps its settings, the next one takes these.
-        for ch in self._channels:
+        for ch in self._channels.values():
             ch.overrides = overrides[ch.name]
             ch.values = camera_values(proposed, ch.overrides)
             if ch.processor is not None:
@@ -373,7 +372,7 @@ class DepthNode(LifecycleNode):
         self._model_path = model_path
         self._estimator = estimator
         qos = self._qos("output")
-        for ch in self._channels:
+        for ch in self._channels.values():
             ch.processor = FrameProcessor(estimator, ch.values, image_topic=self._image_base_topic(ch))
             ch.processor.on_frame = partial(self._on_frame, ch)
             ch.scale = None
@@ -397,7 +396,7 @@ class DepthNode(LifecycleNode):
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         contract = estimator.contract
         cameras = f", serving {len(self._channels)} cameras: {', '.join(self._slots.cameras)}" \
-            if self._channels[0].name else ""
+            if "" not in self._channels else ""
         self.get_logger().info(
             f"configured: model '{contract.name}' ({model_path}, output {contract.output_kind}, input "
             f"{contract.input.width}x{contract.input.height} {contract.input.resize}) on "
@@ -442,7 +441,7 @@ class DepthNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         described = []
-        for ch in self._channels:
+        for ch in self._channels.values():
             assert ch.processor is not None
             self._subscribe(CameraInfo, ch.topic("camera_info"), partial(self._on_camera_info, ch))
             if ch.values["scale_source"] == "depth":
@@ -499,7 +498,7 @@ class DepthNode(LifecycleNode):
         self._subscriptions_active = []
         self._running = False
         for name in self._slots.clear():
-            self._channels_by_name[name].stats.frame_dropped("deactivated")
+            self._channels[name].stats.frame_dropped("deactivated")
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
@@ -510,7 +509,7 @@ class DepthNode(LifecycleNode):
 
     def _release(self) -> None:
         """Back to unconfigured: publishers, timer and the backend (its memory) freed."""
-        for ch in self._channels:
+        for ch in self._channels.values():
             for publisher in ch.publishers.values():
                 self.destroy_lifecycle_publisher(publisher)
             ch.publishers = {}
@@ -587,7 +586,7 @@ class DepthNode(LifecycleNode):
             taken = self._slots.take_all(0.5, lambda: self._running)
             if not taken:
                 continue
-            channels = [self._channels_by_name[name] for name, _ in taken]
+            channels = [self._channels[name] for name, _ in taken]
             for ch in channels:
                 ch.in_flight = True
             try:
@@ -670,7 +669,7 @@ class DepthNode(LifecycleNode):
         estimator, publisher = self._estimator, self._pub_diag
         if self.state != ACTIVE or estimator is None or publisher is None:
             return
-        array = DiagnosticArray(status=[self._camera_status(estimator, ch) for ch in self._channels])
+        array = DiagnosticArray(status=[self._camera_status(estimator, ch) for ch in self._channels.values()])
         array.header.stamp = self.get_clock().now().to_msg()
         publisher.publish(array)
 

@@ -304,10 +304,10 @@ def _room_shell(rng: np.random.Generator, half_x: float, half_z: float, ceiling:
         count = int(rng.integers(0, items_per_wall + 1))
         boxes += _wall_items(rng, axis, offset, facing, (-extent, extent), ceiling, count)
     # The ceiling lamp: a glowing panel, and the point light just below it.
-    lamp = (float(rng.uniform(-0.7, 0.7)) * half_x, ceiling - 0.05, float(rng.uniform(-0.7, 0.7)) * half_z)
+    lamp = (float(rng.uniform(-0.7, 0.7)) * half_x, ceiling - 0.02, float(rng.uniform(-0.7, 0.7)) * half_z)
     glow = Material((1.0, 0.98, 0.92), (1.0, 0.98, 0.92), "plain", 1.0, 0.0, 1.5)
-    boxes.append(Box((lamp[0], ceiling - 0.02, lamp[2]), (0.3, 0.02, 0.3), 0.0, glow))
-    return planes, boxes, (lamp[0], ceiling - 0.02, lamp[2])
+    boxes.append(Box(lamp, (0.3, 0.02, 0.3), 0.0, glow))
+    return planes, boxes, lamp
 
 
 def _lit(rng: np.random.Generator, planes: list[Plane], boxes: list[Box], lamp: tuple[float, float, float],
