@@ -59,6 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--init", help="start from this checkpoint's weights only (fine-tuning: another size, new data)")
     p.add_argument("--export", metavar="OUT.onnx", help="export the best checkpoint to ONNX with its contract")
     p.add_argument("--name", default="", help="model name in the exported contract")
+    p.add_argument("--export-mirror-average", action="store_true",
+                   help="export the network averaged with its prediction on the mirrored image, mirrored back "
+                        "(a test-time flip in the graph: cancels left-right biases, twice the inference work)")
     p.set_defaults(func=run)
 
 
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         model = build_student(args.arch)
         model.load_state_dict(load_checkpoint(best)["model"])
         torch.set_grad_enabled(False)
-        path = export_onnx(model, args.export, config, examples.kind, args.name)
+        path = export_onnx(model, args.export, config, examples.kind, args.name,
+                           mirror_average=args.export_mirror_average)
         print(f"exported {best} to {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -93,6 +93,24 @@ class CompactDepthNet(nn.Module):
         return self.forward_features(x)[0]
 
 
+class MirrorAveraged(nn.Module):
+    """A depth network averaged with its prediction on the mirrored image, mirrored back (a test-time flip).
+
+    Depth is mirror-equivariant: the mirror image of a scene has the mirrored depth map, the same focal length,
+    and a canonical output does not depend on the principal point. The two passes estimate the same map, so
+    their mean cancels the network's left-right biases. Both run as one batch of 2N: one more forward pass of
+    work, one call."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        both = self.network(torch.cat([x, torch.flip(x, dims=[3])], dim=0))
+        return 0.5 * (both[:n] + torch.flip(both[n:], dims=[3]))
+
+
 @register("student_cnn_s")
 def student_cnn_s(**kwargs: object) -> CompactDepthNet:
     """≈0.41 M parameters (≈0.3 GFLOP at 256x192): the embedded default's architecture."""

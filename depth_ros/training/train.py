@@ -312,20 +312,25 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
 
 
 def export_onnx(model: torch.nn.Module, out: str | Path, config: TrainConfig, kind: str, name: str = "",
-                source: str = "") -> Path:
+                source: str = "", mirror_average: bool = False) -> Path:
     """ONNX (opset 17, fixed input size, a dynamic batch) with its depth_ros contract embedded.
 
     The batch is dynamic (dim 0 "batch") so that one node serving several cameras runs their frames in one
-    forward pass (DepthEstimator.estimate_batch); a single frame runs as batch 1."""
+    forward pass (DepthEstimator.estimate_batch); a single frame runs as batch 1. ``mirror_average`` exports
+    the network averaged with its prediction on the mirrored image (nets.students.MirrorAveraged): twice the
+    work, one graph, the same contract."""
     import onnx
 
     from depth_ros.backends.export import BATCH_DIM
     from depth_ros.backends.graph_models import set_contract
     from depth_ros.core.contract import ModelContract
+    from depth_ros.nets.students import MirrorAveraged
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
+    if mirror_average:
+        model = MirrorAveraged(model).eval()
     dummy = torch.zeros(2, 3, config.height, config.width)  # traced at 2: a 1 could be taken as broadcastable
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -338,7 +343,9 @@ def export_onnx(model: torch.nn.Module, out: str | Path, config: TrainConfig, ki
                   "scale": 1.0 / 255.0, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "min_depth": 0.1, "max_depth": config.max_depth,
         "name": name or f"{config.arch} student", "license": "Apache-2.0",
-        "source": source or f"trained with depth_ros: {config.command}",
+        "source": (source or f"trained with depth_ros: {config.command}")
+        + ("; exported mirror-averaged (the mean of the predictions on the image and on its mirror image)"
+           if mirror_average else ""),
     })
     set_contract(proto, contract)
     onnx.save(proto, str(out))

@@ -17,6 +17,7 @@ import torch
 from oracles import camera_info, rgb_image
 
 from depth_ros.bags.samples import read_rgb_file
+from depth_ros.core.contract import read_contract_from_onnx_metadata
 from depth_ros.training import data as d
 from depth_ros.training.train import TrainConfig, build_student, export_onnx, load_checkpoint, normalise, train
 
@@ -88,6 +89,29 @@ def test_exported_student_matches_torch_and_resume_continues(trained: dict) -> N
     assert together.shape[0] == 3
     for i in range(3):
         np.testing.assert_allclose(together[i:i + 1], session.run(None, {"image": three[i:i + 1]})[0], atol=1e-5)
+
+
+def test_mirror_averaged_export_is_mirror_equivariant_and_the_mean_of_both_passes(trained: dict) -> None:
+    """Depth of a mirrored scene is the mirrored depth: the mirror-averaged export must have that symmetry
+    exactly, and be the mean of the plain export on the image and (mirrored back) on its mirror image."""
+    path = export_onnx(trained["student"], trained["tmp"] / "mirror.onnx", trained["config"], "canonical",
+                       mirror_average=True)
+    averaged = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    plain = ort.InferenceSession(str(trained["onnx"]), providers=["CPUExecutionProvider"])
+    x = normalise(torch.from_numpy(trained["examples"].rgb).permute(0, 3, 1, 2).float() / 255.0).numpy()
+    mirrored = np.ascontiguousarray(x[..., ::-1])
+
+    def run(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
+        return session.run(None, {"image": images})[0]
+
+    out = run(averaged, x)
+    assert out.shape == (3, 1, H, W)
+    np.testing.assert_allclose(run(averaged, mirrored)[..., ::-1], out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, 0.5 * (run(plain, x) + run(plain, mirrored)[..., ::-1]), rtol=1e-5, atol=1e-6)
+    # The symmetry comes from the averaging: the plain network has none.
+    assert np.max(np.abs(run(plain, mirrored)[..., ::-1] - run(plain, x))) > 1e-2 * np.max(np.abs(run(plain, x)))
+    contract = read_contract_from_onnx_metadata(averaged.get_modelmeta().custom_metadata_map, str(path))
+    assert contract.output_kind == "canonical_inverse_depth" and "mirror-averaged" in contract.source
 
 
 def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(trained: dict) -> None:
