@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--align-encoder", metavar="CKPT", help="feature alignment to this frozen Depth Anything V2 "
                    "encoder (.pth or Hugging Face directory): 1 - cosine similarity, margin 0.85")
     t.add_argument("--align-weight", type=float, default=1.0, help="weight of the feature alignment loss")
-    t.add_argument("--init", help="start from this checkpoint's weights only (fine-tuning: another size, new data)")
+    t.add_argument("--init", help="start from this checkpoint's weights only (fine-tuning: another size, new data); "
+                   "or from an exported student .onnx of the same --arch, e.g. the embedded default")
     p.add_argument("--export", metavar="OUT.onnx", help="export the best checkpoint to ONNX with its contract")
     p.add_argument("--name", default="", help="model name in the exported contract")
     p.add_argument("--export-mirror-average", action="store_true",

@@ -194,6 +194,10 @@ def _save(path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer, 
     tmp.replace(path)
 
 
+# Training images measured to re-express the batch norms of a student loaded from ONNX (onnx_weights).
+CALIBRATION_IMAGES = 512
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint (tensors, numbers and JSON strings only: loaded with weights_only=True, no pickled code)."""
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -224,7 +228,16 @@ def train(config: TrainConfig, data: Examples, out: Path, resume: str | Path | N
     if train_index.size == 0:
         raise ValueError("no training examples")
     model = build_student(config.arch)
-    if init is not None and resume is None:
+    if init is not None and resume is None and Path(init).suffix == ".onnx":
+        from depth_ros.training.onnx_weights import load_student_onnx, recalibrate_batch_norm
+
+        load_student_onnx(model, init)
+        calibration = train_index[:CALIBRATION_IMAGES]
+        images = recalibrate_batch_norm(model, (normalise(to_tensors(data, calibration[i : i + config.batch_size],
+                                                                     torch.device("cpu"))[0])
+                                                for i in range(0, calibration.size, config.batch_size)))
+        log(f"initialised from {init} (batch norm statistics measured on {images} training images)")
+    elif init is not None and resume is None:
         model.load_state_dict(load_checkpoint(init)["model"])  # fully convolutional: any input size
         log(f"initialised from {init}")
     model = model.to(device)
