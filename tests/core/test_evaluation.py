@@ -255,7 +255,7 @@ def test_eval_on_held_out_synthetic_frames(tmp_path: Path) -> None:
 
 def test_embedded_default_student_matches_its_model_card(tmp_path: Path) -> None:
     """The shipped default: ≤ 20 MB, canonical inverse depth, and the TUM accuracy its card reports
-    (median-aligned AbsRel 0.174, δ1 0.763) -- a guard against shipping a broken or different model."""
+    (median-aligned AbsRel 0.158, δ1 0.783) -- a guard against shipping a broken or different model."""
     from depth_ros.pipeline import DepthEstimator
     from depth_ros.resources import resolve_model_path
 
@@ -266,8 +266,8 @@ def test_embedded_default_student_matches_its_model_card(tmp_path: Path) -> None
     assert eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2", "--model",
                      "default", "--align", "median", "--out", str(out), "--max-error-maps", "0"]) == 0
     m = json.loads((out / "summary.json").read_text())["metrics"]
-    assert m["abs_rel"]["mean"] == pytest.approx(0.174, abs=0.01)
-    assert m["delta1"]["mean"] == pytest.approx(0.763, abs=0.02)
+    assert m["abs_rel"]["mean"] == pytest.approx(0.158, abs=0.01)
+    assert m["delta1"]["mean"] == pytest.approx(0.783, abs=0.02)
 
 
 def test_eval_scores_with_and_without_the_edge_filter(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -349,7 +349,7 @@ def test_constant_baseline_under_each_alignment() -> None:
 
 def test_eval_prints_the_constant_baseline_beside_the_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Every frame's line, per_frame.csv and summary.json carry the constant's score under the model's alignment;
-    on the TUM frames the card's numbers: the embedded default (0.174) is better than a constant (0.243) on both."""
+    on the TUM frames the card's numbers: the embedded default (0.158) is better than a constant (0.243) on both."""
     out = tmp_path / "tum"
     assert eval_cli(["--rgb-dir", str(TUM), "--depth-dir", str(TUM), "--dataset", "tum_fr2", "--model", "default",
                      "--align", "median", "--out", str(out), "--max-error-maps", "0"]) == 0
